@@ -1,0 +1,73 @@
+import { importJWK, importSPKI, type JWK } from 'jose';
+import { WebhookError } from '../core/reasons.js';
+import type { VerificationKey } from './types.js';
+
+/**
+ * Turns a stored value (PEM SPKI, one or more blocks; a JWK; or a JWKS) into imported public keys, one per
+ * algorithm of the allow-list that the key can verify. Throws `device_key_unusable` when nothing usable is in it.
+ * `origin` names the value in messages (a file or secret name); the value itself never appears in an error.
+ */
+export async function parseKeyMaterial(
+  value: string,
+  algorithms: readonly string[],
+  origin: string,
+): Promise<VerificationKey[]> {
+  const trimmed = value.trim();
+  const keys = trimmed.startsWith('-----BEGIN')
+    ? await fromPem(trimmed, algorithms, origin)
+    : await fromJson(trimmed, algorithms, origin);
+  if (keys.length === 0) {
+    throw new WebhookError('device_key_unusable', `${origin} holds no public key for ${algorithms.join(', ')}`);
+  }
+  return keys;
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END \1-----/g;
+
+async function fromPem(text: string, algorithms: readonly string[], origin: string): Promise<VerificationKey[]> {
+  const keys: VerificationKey[] = [];
+  for (const [block, label] of text.matchAll(PEM_BLOCK)) {
+    if (label !== 'PUBLIC KEY') {
+      throw new WebhookError('device_key_unusable', `${origin} holds a "${label}" PEM block; only PUBLIC KEY (SPKI) is accepted`);
+    }
+    for (const alg of algorithms) {
+      const key = await importSPKI(block, alg).catch(() => undefined);
+      if (key !== undefined) keys.push({ alg, key });
+    }
+  }
+  return keys;
+}
+
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'] as const;
+
+async function fromJson(text: string, algorithms: readonly string[], origin: string): Promise<VerificationKey[]> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new WebhookError('device_key_unusable', `${origin} is neither PEM nor JSON`);
+  }
+  const jwks = isRecord(parsed) && Array.isArray(parsed.keys) ? (parsed.keys as unknown[]) : [parsed];
+  const keys: VerificationKey[] = [];
+  for (const jwk of jwks) {
+    if (!isRecord(jwk) || typeof jwk.kty !== 'string') {
+      throw new WebhookError('device_key_unusable', `${origin} holds a JWK without "kty"`);
+    }
+    if (PRIVATE_MEMBERS.some((member) => member in jwk)) {
+      // A private or symmetric key in the store is a provisioning mistake: refuse rather than use it.
+      throw new WebhookError('device_key_unusable', `${origin} holds private or symmetric key material; store only the public key`);
+    }
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
+    const candidates = typeof jwk.alg === 'string' ? [jwk.alg].filter((a) => algorithms.includes(a)) : algorithms;
+    for (const alg of candidates) {
+      const key = await importJWK({ ...(jwk as JWK), alg, ext: false }, alg).catch(() => undefined);
+      if (key !== undefined && !(key instanceof Uint8Array)) keys.push({ alg, key, ...(kid !== undefined && { kid }) });
+    }
+  }
+  return keys;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
