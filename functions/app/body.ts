@@ -1,0 +1,24 @@
+import { WebhookError } from '../core/reasons.js';
+
+/**
+ * Reads a request body up to `limit` bytes. A declared length over the limit is refused before reading; a body
+ * that grows past it is cut off there, so an oversized request is never held whole in memory.
+ */
+export async function readBodyWithLimit(
+  chunks: AsyncIterable<Uint8Array> | null | undefined,
+  declaredLength: string | null | undefined,
+  limit: number,
+): Promise<string> {
+  if (declaredLength != null && declaredLength !== '' && Number(declaredLength) > limit) {
+    throw new WebhookError('request_too_large', `the request body is over ${limit} bytes`);
+  }
+  if (chunks == null) return '';
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    size += chunk.byteLength;
+    if (size > limit) throw new WebhookError('request_too_large', `the request body is over ${limit} bytes`);
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts, size).toString('utf8');
+}

@@ -1,0 +1,162 @@
+import type { TokenPolicy, TwinTemplate } from '../config.js';
+import type { DeviceKeys } from '../keys/resolve.js';
+import type { ResolvedKeySet } from '../keys/types.js';
+import type { ReplayStore } from '../replay/types.js';
+import { pickHub } from './hub.js';
+import { REASONS, WebhookError, type ReasonCode } from './reasons.js';
+import { parseAllocationRequest, type AllocationRequest } from './request.js';
+import { inspectToken, verifyToken, type TokenHeader, type VerifiedToken } from './token.js';
+import { buildInitialTwin, type InitialTwin } from './twin.js';
+
+export interface WebhookInput {
+  /** The body, or a reader that enforces the size limit (its refusal is answered like any other). */
+  readonly body: string | (() => Promise<string>);
+  readonly contentType?: string;
+}
+
+/** One structured line per decision. Never the token, key material, or function key. */
+export interface DecisionLog {
+  readonly registrationId?: string;
+  readonly outcome: 'assigned' | 'refused' | 'malformed' | 'retry' | 'error';
+  readonly code: ReasonCode;
+  readonly status: number;
+  readonly enrollment?: string;
+  readonly keyId?: string;
+  readonly keySource?: string;
+  readonly hub?: string;
+  /** For internal_error only: the error's class name, never its message. */
+  readonly error?: string;
+  readonly durationMs: number;
+}
+
+export interface AssignedBody {
+  iotHubHostName: string;
+  initialTwin: InitialTwin;
+  payload: { keyId: string | null; algorithm: string; serverTime: string };
+}
+
+export interface WebhookAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: AssignedBody | { code: ReasonCode; message: string };
+  readonly log: DecisionLog;
+}
+
+export interface WebhookDeps {
+  readonly policy: TokenPolicy;
+  readonly preferredHub?: string;
+  readonly twinTemplate: TwinTemplate;
+  readonly keys: DeviceKeys;
+  readonly replay?: ReplayStore;
+  /** Milliseconds since the epoch; handed in so tests can freeze time. */
+  readonly now: () => number;
+}
+
+const RETRY_AFTER_SECONDS = '5';
+
+function outcomeOf(status: number): DecisionLog['outcome'] {
+  if (status === 200) return 'assigned';
+  if (status === 403) return 'refused';
+  if (status < 429) return 'malformed';
+  return status === 500 ? 'error' : 'retry';
+}
+
+/** Verifies the token against the device's keys, re-reading them once when the token names a kid they lack. */
+async function verifyWithRotation(
+  token: string,
+  header: TokenHeader,
+  keySet: ResolvedKeySet,
+  deps: WebhookDeps,
+  registrationId: string,
+): Promise<{ verified: VerifiedToken; keySet: ResolvedKeySet }> {
+  try {
+    return { verified: await verifyToken(token, header, keySet.keys, deps.policy, registrationId, deps.now()), keySet };
+  } catch (error) {
+    if (!(error instanceof WebhookError && error.code === 'token_key_unknown' && header.kid !== undefined)) throw error;
+    const refreshed = await deps.keys.refresh(keySet.name);
+    if (refreshed === undefined || refreshed === keySet || !refreshed.enabled) throw error;
+    return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now()), keySet: refreshed };
+  }
+}
+
+async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<string, unknown>): Promise<AssignedBody> {
+  const header = inspectToken(request.token, request.payloadKind, deps.policy);
+  const lookup = request.enrollment.kind === 'group'
+    ? { registrationId: request.registrationId, enrollmentGroupId: request.enrollment.enrollmentGroupId }
+    : { registrationId: request.registrationId };
+  const found = await deps.keys.find(lookup);
+  if (found === undefined) throw new WebhookError('device_key_not_found', 'no public key is on file for this registration');
+  log.keySource = found.origin;
+  if (!found.enabled) throw new WebhookError('device_key_disabled', "this device's key is disabled");
+
+  const { verified, keySet } = await verifyWithRotation(request.token as string, header, found, deps, request.registrationId);
+  log.keySource = keySet.origin;
+  if (verified.key.kid !== undefined) log.keyId = verified.key.kid;
+
+  if (deps.replay !== undefined) {
+    if (verified.jti === undefined) throw new WebhookError('token_jti_missing', 'replay protection is on: the token needs a "jti"');
+    const first = await deps.replay.claim(`${request.registrationId.toLowerCase()}\n${verified.jti}`, verified.exp * 1000);
+    if (!first) throw new WebhookError('token_replayed', 'this token was already used');
+  }
+
+  const { hub } = pickHub({
+    registrationId: request.registrationId,
+    linkedHubs: request.linkedHubs,
+    ...(request.currentHub !== undefined && { currentHub: request.currentHub }),
+    ...(deps.preferredHub !== undefined && { preferredHub: deps.preferredHub }),
+  });
+  log.hub = hub;
+
+  const serverTime = new Date(deps.now()).toISOString();
+  const enrollment = request.enrollment.kind === 'group'
+    ? { kind: 'group' as const, id: request.enrollment.enrollmentGroupId }
+    : { kind: 'individual' as const, id: request.enrollment.registrationId };
+  return {
+    iotHubHostName: hub,
+    initialTwin: buildInitialTwin(deps.twinTemplate, keySet.tags, {
+      enrollment,
+      ...(verified.key.kid !== undefined && { keyId: verified.key.kid }),
+      keyOrigin: keySet.origin,
+      algorithm: verified.key.alg,
+      provisionedAt: serverTime,
+    }),
+    payload: { keyId: verified.key.kid ?? null, algorithm: verified.key.alg, serverTime },
+  };
+}
+
+/**
+ * The webhook's whole decision, from request body to answer: parse, inspect the token, find the key, verify, bind,
+ * check replay, pick the hub, build the twin. Refusals are coded `WebhookError`s; anything else is a bug and
+ * answers 500 without detail.
+ */
+export async function decide(input: WebhookInput, deps: WebhookDeps): Promise<WebhookAnswer> {
+  const started = performance.now();
+  const log: Record<string, unknown> = {};
+  let status: number;
+  let code: ReasonCode;
+  let body: WebhookAnswer['body'];
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+  try {
+    const text = typeof input.body === 'string' ? input.body : await input.body();
+    const request = parseAllocationRequest(text, input.contentType);
+    log.registrationId = request.registrationId;
+    log.enrollment = request.enrollment.kind === 'group' ? `group:${request.enrollment.enrollmentGroupId}` : 'individual';
+    body = await admit(request, deps, log);
+    code = 'assigned';
+    status = 200;
+  } catch (error) {
+    const known = error instanceof WebhookError;
+    code = known ? error.code : 'internal_error';
+    // The name only: an unexpected error's message could quote its input.
+    if (!known) log.error = error instanceof Error ? error.name : typeof error;
+    status = REASONS[code].status;
+    body = { code, message: known ? error.message : REASONS.internal_error.summary };
+    if (status >= 429) headers['retry-after'] = RETRY_AFTER_SECONDS;
+  }
+  return {
+    status,
+    headers,
+    body,
+    log: { ...log, outcome: outcomeOf(status), code, status, durationMs: Math.round((performance.now() - started) * 100) / 100 },
+  };
+}

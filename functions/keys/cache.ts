@@ -1,0 +1,140 @@
+import type { KeyCacheConfig } from '../config.js';
+import { WebhookError } from '../core/reasons.js';
+import type { KeyStore, StoredKeySet } from './types.js';
+
+/**
+ * One cache in front of any key store, in the manner of jose's createRemoteJWKSet: parsed keys are kept for a TTL;
+ * concurrent lookups of one name share one read (single-flight); a missing name is remembered briefly (negative
+ * caching); at most `maxEntries` names are kept (least recently used go first); while the store is failing, a key
+ * past its TTL is still served for `staleIfErrorMs`; and reads in flight are bounded, so a registration storm makes
+ * at most `maxConcurrentReads` concurrent store calls and exactly one read per name.
+ */
+export interface KeyCache {
+  get(name: string): Promise<StoredKeySet | undefined>;
+  /** Re-reads `name` unless it was read within the unknown-kid cooldown (a device rotated its key). */
+  refresh(name: string): Promise<StoredKeySet | undefined>;
+  readonly stats: { reads: number; hits: number; staleServed: number; size(): number };
+}
+
+interface Entry {
+  value: StoredKeySet | undefined;
+  readAt: number;
+  freshUntil: number;
+  staleUntil: number;
+}
+
+// While the store fails, a stale entry is served and the store re-asked no more often than this.
+const FAILURE_BACKOFF_MS = 5_000;
+const MAX_QUEUED_READS = 10_000;
+
+const isStoreFault = (error: unknown) =>
+  error instanceof WebhookError && (error.code === 'key_store_unavailable' || error.code === 'key_store_access_denied');
+
+export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () => number = Date.now): KeyCache {
+  const entries = new Map<string, Entry>();
+  const pending = new Map<string, Promise<StoredKeySet | undefined>>();
+  const limiter = createLimiter(config.maxConcurrentReads, MAX_QUEUED_READS);
+  const stats = { reads: 0, hits: 0, staleServed: 0, size: () => entries.size };
+
+  function remember(name: string, value: StoredKeySet | undefined, at: number): void {
+    const freshUntil = at + (value === undefined ? config.negativeTtlMs : config.ttlMs);
+    entries.delete(name);
+    entries.set(name, { value, readAt: at, freshUntil, staleUntil: value === undefined ? freshUntil : freshUntil + config.staleIfErrorMs });
+    while (entries.size > config.maxEntries) entries.delete(entries.keys().next().value as string);
+  }
+
+  async function readWithDeadline(name: string): Promise<StoredKeySet | undefined> {
+    const signal = AbortSignal.timeout(config.readTimeoutMs);
+    const release = await limiter.acquire(signal);
+    try {
+      stats.reads += 1;
+      return await raceAbort(store.read(name, signal), signal);
+    } finally {
+      release();
+    }
+  }
+
+  function load(name: string, previous: Entry | undefined): Promise<StoredKeySet | undefined> {
+    const inFlight = pending.get(name);
+    if (inFlight !== undefined) return inFlight;
+    const read = (async () => {
+      try {
+        const value = await readWithDeadline(name);
+        remember(name, value, now());
+        return value;
+      } catch (error) {
+        const at = now();
+        if (previous?.value !== undefined && isStoreFault(error) && at <= previous.staleUntil) {
+          stats.staleServed += 1;
+          previous.freshUntil = at + Math.min(FAILURE_BACKOFF_MS, config.ttlMs);
+          return previous.value;
+        }
+        throw error;
+      } finally {
+        pending.delete(name);
+      }
+    })();
+    pending.set(name, read);
+    return read;
+  }
+
+  return {
+    stats,
+    get(name) {
+      const entry = entries.get(name);
+      if (entry !== undefined && now() < entry.freshUntil) {
+        stats.hits += 1;
+        return Promise.resolve(entry.value);
+      }
+      return load(name, entry);
+    },
+    refresh(name) {
+      const entry = entries.get(name);
+      if (entry !== undefined && now() - entry.readAt < config.unknownKidCooldownMs) return Promise.resolve(entry.value);
+      return load(name, entry);
+    },
+  };
+}
+
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  // A store that ignores the signal must still not hold a registration past the deadline.
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new WebhookError('key_store_unavailable', 'the key store did not answer in time'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** A counting semaphore with a bounded queue; a waiter gives up when its deadline passes. */
+function createLimiter(max: number, maxQueued: number) {
+  let active = 0;
+  const queue: Array<() => void> = [];
+  const release = () => {
+    const next = queue.shift();
+    if (next !== undefined) next();
+    else active -= 1;
+  };
+  return {
+    acquire(signal: AbortSignal): Promise<() => void> {
+      if (active < max) {
+        active += 1;
+        return Promise.resolve(release);
+      }
+      if (queue.length >= maxQueued) return Promise.reject(new WebhookError('key_store_unavailable', 'too many key reads are waiting'));
+      return new Promise((resolve, reject) => {
+        const grant = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(release);
+        };
+        const onAbort = () => {
+          const at = queue.indexOf(grant);
+          if (at >= 0) queue.splice(at, 1);
+          reject(new WebhookError('key_store_unavailable', 'the key store is busy'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        queue.push(grant);
+      });
+    },
+  };
+}
