@@ -1,0 +1,149 @@
+/**
+ * A local stand-in for the Azure IoT Hub Device Provisioning Service: the device API over HTTPS and MQTT, SAS
+ * verification for symmetric-key enrollments, and custom allocation through a webhook on loopback.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { DPS_RETRY_SCHEDULE, type RetrySchedule } from './protocol/allocation.js';
+import { EnrollmentsError, validateEnrollments, type EnrollmentsFile } from './protocol/enrollments.js';
+import { RegistrationService, type RegistrationRecord } from './protocol/service.js';
+import { createHttpsDeviceServer } from './servers/https.js';
+import { createMqttDeviceServer } from './servers/mqtt.js';
+import { generateLocalTls, writeCaFile, type TlsMaterial } from './tls.js';
+import { postWebhook } from './webhook.js';
+
+export type { EnrollmentsFile, IndividualEnrollment, EnrollmentGroup, TwinState } from './protocol/enrollments.js';
+export { EnrollmentsError, validateEnrollments } from './protocol/enrollments.js';
+export type { RegistrationRecord, RegistrationStatus } from './protocol/service.js';
+export type { AllocationRequest } from './protocol/allocation.js';
+export { createSas, deriveDeviceKey } from './protocol/sas.js';
+export { generateLocalTls } from './tls.js';
+
+export interface LocalDpsOptions {
+  enrollments: EnrollmentsFile;
+  /** Default '0ne00000000' (the shape of a real id scope). */
+  idScope?: string;
+  /** 0 = a free port. Defaults: 0 for both (the CLI defaults to 8443 / 8883). */
+  httpsPort?: number;
+  mqttPort?: number;
+  /** Interface to listen on. Default 127.0.0.1; the emulator is for this machine only. */
+  host?: string;
+  /** PEM contents. Else a throwaway CA and a localhost certificate are generated. */
+  tls?: { cert: string; key: string; ca: string; caFile?: string };
+  /** DPS's schedule by default: 10 attempts, 1000 ms before the second, +9000 ms each further one. */
+  webhookRetry?: { attempts: number; firstDelayMs: number; incrementMs: number };
+  /** Per webhook call. Default 30000 (DPS does not document its own). */
+  webhookTimeoutMs?: number;
+  /** Retry-After given to polling devices, in seconds. Default 3 (as DPS); tests may use fractions such as 0.05. */
+  retryAfterSeconds?: number;
+  /** One line per registration outcome. Never carries a SAS, key, JWT or function key. */
+  log?: (line: string) => void;
+}
+
+export interface LocalDps {
+  idScope: string;
+  /** "localhost:PORT": the provisioning host to give an SDK. */
+  httpsHost: string;
+  mqttHost: string;
+  httpsPort: number;
+  mqttPort: number;
+  caPem: string;
+  /** A file holding caPem (for NODE_EXTRA_CA_CERTS or --ca); removed on close when the emulator wrote it. */
+  caFile: string;
+  registrations(): readonly RegistrationRecord[];
+  close(): Promise<void>;
+}
+
+export const DEFAULT_ID_SCOPE = '0ne00000000';
+
+export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps> {
+  const enrollments = validateEnrollments(options.enrollments);
+  const idScope = options.idScope ?? DEFAULT_ID_SCOPE;
+  if (!/^[A-Za-z0-9]{1,64}$/.test(idScope)) throw new TypeError(`idScope must be alphanumeric, like "0ne00000000"`);
+  const host = options.host ?? '127.0.0.1';
+  const retry = checkRetry(options.webhookRetry ?? DPS_RETRY_SCHEDULE);
+  const webhookTimeoutMs = positive('webhookTimeoutMs', options.webhookTimeoutMs ?? 30_000);
+  const retryAfterSeconds = positive('retryAfterSeconds', options.retryAfterSeconds ?? 3);
+  const log = options.log ?? (() => {});
+
+  const tls: TlsMaterial = options.tls ?? (await generateLocalTls());
+  const ca = options.tls?.caFile ? { path: options.tls.caFile, remove: async () => {} } : await writeCaFile(tls.ca);
+
+  const service = new RegistrationService({ idScope, enrollments, retry, webhookTimeoutMs, retryAfterSeconds, postWebhook, log });
+  const https = createHttpsDeviceServer(service, tls);
+  const mqtt = await createMqttDeviceServer(service, tls);
+  try {
+    await listen(https, options.httpsPort ?? 0, host);
+    await listen(mqtt.server, options.mqttPort ?? 0, host);
+  } catch (err) {
+    https.close();
+    await mqtt.close();
+    await ca.remove();
+    throw err;
+  }
+  const httpsPort = (https.address() as AddressInfo).port;
+  const mqttPort = (mqtt.server.address() as AddressInfo).port;
+
+  let closing: Promise<void> | undefined;
+  return {
+    idScope,
+    httpsHost: `localhost:${httpsPort}`,
+    mqttHost: `localhost:${mqttPort}`,
+    httpsPort,
+    mqttPort,
+    caPem: tls.ca,
+    caFile: ca.path,
+    registrations: () => service.registrations(),
+    close: () =>
+      (closing ??= (async () => {
+        await service.close();
+        await Promise.all([
+          new Promise<void>((resolve) => {
+            https.close(() => resolve());
+            https.closeAllConnections();
+          }),
+          mqtt.close(),
+        ]);
+        await ca.remove();
+      })()),
+  };
+}
+
+/** Reads and validates an enrollments file; errors name the file and every bad field path. */
+export async function loadEnrollments(path: string): Promise<EnrollmentsFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new EnrollmentsError([`cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})`], path);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new EnrollmentsError([`is not valid JSON (${(err as Error).message})`], path);
+  }
+  return validateEnrollments(doc, path);
+}
+
+function listen(server: import('node:net').Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function positive(name: string, v: number): number {
+  if (!Number.isFinite(v) || v <= 0) throw new TypeError(`${name} must be a positive number, got ${v}`);
+  return v;
+}
+
+function checkRetry(r: RetrySchedule): RetrySchedule {
+  if (!Number.isInteger(r.attempts) || r.attempts < 1) throw new TypeError(`webhookRetry.attempts must be an integer >= 1, got ${r.attempts}`);
+  if (!Number.isFinite(r.firstDelayMs) || r.firstDelayMs < 0) throw new TypeError(`webhookRetry.firstDelayMs must be >= 0`);
+  if (!Number.isFinite(r.incrementMs) || r.incrementMs < 0) throw new TypeError(`webhookRetry.incrementMs must be >= 0`);
+  return r;
+}
