@@ -84,6 +84,9 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
       const entry = entries.get(name);
       if (entry !== undefined && now() < entry.freshUntil) {
         stats.hits += 1;
+        // Re-insert to mark it most recently used: a Map iterates in insertion order, oldest first.
+        entries.delete(name);
+        entries.set(name, entry);
         return Promise.resolve(entry.value);
       }
       return load(name, entry);
