@@ -5,7 +5,7 @@ import { startLocalHost } from './server.js';
 // `npm start`: the webhook on http://localhost:7071/api/validatejwt, settings from local.settings(.example).json.
 try {
   const { env, file } = await loadLocalSettings(process.cwd(), process.env);
-  const host = await startLocalHost({ env, host: 'localhost' });
+  const host = await startLocalHost({ env });
   process.stdout.write(`validatejwt listening on ${host.url}${file !== undefined ? ` (settings: ${file})` : ''}\n`);
   const stop = () => void host.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
