@@ -118,6 +118,11 @@ function classify(error: unknown, name: string, timedOut: boolean, timeoutMs: nu
     if (status !== undefined) {
       return new WebhookError('key_store_unavailable', `Key Vault answered HTTP ${status} for secret ${name}`);
     }
+    // No answer: a socket or TLS failure. Its code (ECONNRESET, UNABLE_TO_VERIFY_LEAF_SIGNATURE...) is an identifier,
+    // safe to show and what an operator needs.
+    if (!timedOut && typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(error.code)) {
+      return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} failed (${error.code})`);
+    }
   }
   if (timedOut) {
     return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} timed out after ${timeoutMs} ms`);

@@ -240,6 +240,27 @@ describe('createKeyVaultStore, reading through the real SecretClient', () => {
     const error = await refusal(store.read('device-reset'), 'key_store_unavailable');
     messages.push(error.message);
     expect(vault.reads('device-reset')).toBe(2);
+    expect(error.message).toMatch(/ECONNRESET|socket hang up|failed/);
+  });
+
+  it('runs concurrent reads in parallel (the stand-in counts the peak the benchmark relies on)', async () => {
+    const names = [0, 1, 2, 3, 4, 5].map((i) => `device-parallel-${i}`);
+    for (const name of names) vault.setSecret(name, device.spki);
+    const store = newStore();
+    await store.read(names[0]!);
+    vault.resetCounters();
+    vault.setFault({ kind: 'delay', ms: 300 });
+    try {
+      const started = Date.now();
+      const results = await Promise.all(names.map((name) => store.read(name)));
+      expect(results.every((r) => r?.enabled === true)).toBe(true);
+      expect(vault.peakConcurrentReads).toBe(names.length);
+      expect(vault.concurrentReads).toBe(0);
+      expect(vault.reads()).toBe(names.length);
+      expect(Date.now() - started).toBeLessThan(300 * names.length);
+    } finally {
+      vault.setFault(undefined);
+    }
   });
 
   it('refuses a secret that is not a key as device_key_unusable, without quoting it', async () => {

@@ -186,9 +186,11 @@ export async function startKeyVaultStandin(options: KeyVaultStandinOptions): Pro
   let challenges = 0;
   let rejectedTokens = 0;
   const timers = new Set<NodeJS.Timeout>();
+  const inFlight = new WeakMap<ServerResponse, () => void>();
   let origin = '';
 
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
+    inFlight.get(res)?.();
     if (res.destroyed) return;
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'x-ms-keyvault-service-version': '1.9.0.0', ...headers });
     res.end(JSON.stringify(body));
@@ -255,6 +257,9 @@ export async function startKeyVaultStandin(options: KeyVaultStandinOptions): Pro
       if (counted) concurrent -= 1;
       counted = false;
     };
+    // Counted out synchronously as the answer is written (a loopback client can see it before 'finish' fires), or
+    // when the connection drops unanswered.
+    inFlight.set(res, done);
     res.once('close', done);
 
     const fault = faults.get(key) ?? globalFault;
