@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+/**
+ * `node dist/dps-emulator/cli.js --enrollments enrollments.json [...]`: runs the local DPS until Ctrl-C.
+ * Thin on purpose: parse flags, call startLocalDps, map errors to exit codes (2 usage, 1 failure).
+ */
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { EnrollmentsError } from './protocol/enrollments.js';
+import { DEFAULT_ID_SCOPE, loadEnrollments, startLocalDps, type LocalDps, type LocalDpsOptions } from './index.js';
+import { readTlsFiles } from './tls.js';
+
+const HELP = `Local Azure IoT Hub Device Provisioning Service (for development; loopback only)
+
+Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
+
+  --enrollments <file>            enrollments JSON (DPS enrollment shape; see docs/local-dps.md)   required
+  --port <n>                      HTTPS device API port                          default 8443
+  --mqtt-port <n>                 MQTT-over-TLS device API port                  default 8883
+  --host <addr>                   interface to listen on                         default 127.0.0.1
+  --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
+  --cert <file> --key <file> --ca <file>
+                                  server certificate, its key and the CA that signed it (PEM, all three);
+                                  default: a throwaway CA and localhost certificate made at start
+  --webhook-attempts <n>          webhook tries on 429/5xx/no answer             default 10
+  --webhook-first-delay-ms <n>    wait before the 2nd try                        default 1000
+  --webhook-increment-ms <n>      added to the wait for each further try         default 9000
+  --webhook-timeout-ms <n>        per webhook call                               default 30000
+  --retry-after <seconds>         Retry-After told to polling devices            default 3
+  -h, --help                      this text
+
+Devices: provisioning host localhost:<port> (HTTPS) or localhost:<mqtt-port> (MQTT); trust the CA file printed
+at start (e.g. NODE_EXTRA_CA_CERTS=<file>).`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface CliIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+/** Parses argv into options. Throws UsageError on a bad flag. */
+export async function parseCli(argv: string[]): Promise<{ help: true } | { help: false; options: LocalDpsOptions }> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        enrollments: { type: 'string' },
+        port: { type: 'string' },
+        'mqtt-port': { type: 'string' },
+        host: { type: 'string' },
+        'id-scope': { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        ca: { type: 'string' },
+        'webhook-attempts': { type: 'string' },
+        'webhook-first-delay-ms': { type: 'string' },
+        'webhook-increment-ms': { type: 'string' },
+        'webhook-timeout-ms': { type: 'string' },
+        'retry-after': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return { help: true };
+  if (!values.enrollments) throw new UsageError('--enrollments <file> is required');
+
+  const int = (flag: string, v: string | undefined, dflt: number, min: number, max: number): number => {
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${flag} must be an integer from ${min} to ${max}, got "${v}"`);
+    return Number(v);
+  };
+  const tlsFlags = [values.cert, values.key, values.ca].filter((v) => v !== undefined).length;
+  if (tlsFlags !== 0 && tlsFlags !== 3) throw new UsageError('--cert, --key and --ca go together: give all three or none');
+  let retryAfterSeconds: number | undefined;
+  if (values['retry-after'] !== undefined) {
+    retryAfterSeconds = Number(values['retry-after']);
+    if (!Number.isFinite(retryAfterSeconds) || retryAfterSeconds <= 0) throw new UsageError('--retry-after must be a positive number of seconds');
+  }
+
+  const options: LocalDpsOptions = {
+    enrollments: await loadEnrollments(values.enrollments),
+    httpsPort: int('port', values.port, 8443, 0, 65535),
+    mqttPort: int('mqtt-port', values['mqtt-port'], 8883, 0, 65535),
+    host: values.host ?? '127.0.0.1',
+    idScope: values['id-scope'] ?? DEFAULT_ID_SCOPE,
+    webhookRetry: {
+      attempts: int('webhook-attempts', values['webhook-attempts'], 10, 1, 100),
+      firstDelayMs: int('webhook-first-delay-ms', values['webhook-first-delay-ms'], 1000, 0, 3_600_000),
+      incrementMs: int('webhook-increment-ms', values['webhook-increment-ms'], 9000, 0, 3_600_000),
+    },
+    webhookTimeoutMs: int('webhook-timeout-ms', values['webhook-timeout-ms'], 30_000, 1, 600_000),
+  };
+  if (retryAfterSeconds !== undefined) options.retryAfterSeconds = retryAfterSeconds;
+  if (values.cert && values.key && values.ca) {
+    options.tls = { ...(await readTlsFiles({ cert: values.cert, key: values.key, ca: values.ca })), caFile: values.ca };
+  }
+  return { help: false, options };
+}
+
+/** Starts the emulator and prints where it listens. The caller decides when to close it. */
+export async function runCli(argv: string[], io: CliIo): Promise<LocalDps | undefined> {
+  const parsed = await parseCli(argv);
+  if (parsed.help) {
+    io.out(HELP);
+    return undefined;
+  }
+  const dps = await startLocalDps({ ...parsed.options, log: (line) => io.out(`${new Date().toISOString()} ${line}`) });
+  io.out(`local DPS id scope ${dps.idScope}`);
+  io.out(`  HTTPS device API  https://${dps.httpsHost}  (SDK: host "localhost", https.Agent defaultPort ${dps.httpsPort})`);
+  io.out(`  MQTT device API   mqtts://${dps.mqttHost}  (SDK: host "${dps.mqttHost}")`);
+  io.out(`  CA certificate    ${dps.caFile}  (trust it: NODE_EXTRA_CA_CERTS=${dps.caFile})`);
+  return dps;
+}
+
+/** Exit codes: 0 ok, 1 could not start (bad enrollments, port in use, unreadable TLS files), 2 usage. */
+export function exitCodeFor(err: unknown): number {
+  return err instanceof UsageError ? 2 : 1;
+}
+
+async function main(): Promise<void> {
+  const io: CliIo = { out: (l) => console.log(l), err: (l) => console.error(l) };
+  let dps: LocalDps | undefined;
+  try {
+    dps = await runCli(process.argv.slice(2), io);
+  } catch (err) {
+    const msg = err instanceof EnrollmentsError || err instanceof UsageError || err instanceof TypeError
+      ? err.message
+      : `${(err as NodeJS.ErrnoException).code ?? (err as Error).name}: ${(err as Error).message}`;
+    io.err(`local-dps: ${msg}`);
+    if (err instanceof UsageError) io.err('try --help');
+    process.exitCode = exitCodeFor(err);
+    return;
+  }
+  if (!dps) return;
+  const running = dps;
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    io.out('local DPS stopping');
+    void running.close().then(() => (process.exitCode = 0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

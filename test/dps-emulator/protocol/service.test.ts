@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import type { WebhookAttempt } from '../../../dps-emulator/protocol/allocation.js';
+import type { EnrollmentsFile } from '../../../dps-emulator/protocol/enrollments.js';
+import { createSas, deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
+import { RegistrationService, type DeviceRequest, type PostWebhook } from '../../../dps-emulator/protocol/service.js';
+
+const SCOPE = '0ne00000000';
+const IND_KEY = Buffer.alloc(32, 1).toString('base64');
+const GROUP_KEY = Buffer.alloc(64, 2).toString('base64');
+const HUBS = ['hub-eu.azure-devices.net', 'hub-us.azure-devices.net'];
+const custom = { allocationPolicy: 'custom' as const, customAllocationDefinition: { webhookUrl: 'http://127.0.0.1:1/hook?code=FKEY', apiVersion: '2021-10-01' }, iotHubs: HUBS };
+const enrollments: EnrollmentsFile = {
+  individualEnrollments: [
+    { registrationId: 'ind-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_KEY } }, ...custom },
+    { registrationId: 'both-1', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_KEY } }, ...custom },
+    { registrationId: 'off-1', provisioningStatus: 'disabled', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_KEY } }, ...custom },
+    { registrationId: 'sticky-1', reprovisionPolicy: { updateHubAssignment: false }, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_KEY } }, ...custom },
+  ],
+  enrollmentGroups: [{ enrollmentGroupId: 'line-7', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } }, ...custom }],
+};
+
+function setup(script: (WebhookAttempt | 'hang')[]) {
+  const lines: string[] = [];
+  const bodies: unknown[] = [];
+  const post: PostWebhook = async (_url, body) => {
+    bodies.push(body);
+    const next = script.length > 1 ? script.shift()! : script[0]!;
+    return next as WebhookAttempt;
+  };
+  const service = new RegistrationService({
+    idScope: SCOPE, enrollments, retry: { attempts: 4, firstDelayMs: 5, incrementMs: 5 }, webhookTimeoutMs: 1000, retryAfterSeconds: 3, postWebhook: post, log: (l) => lines.push(l),
+  });
+  const req = (id: string, key: string): DeviceRequest => ({ transport: 'https', idScope: SCOPE, registrationId: id, sas: createSas(SCOPE, id, key, Math.floor(Date.now() / 1000) + 600) });
+  const until = async (id: string, key: string, opId: string) => {
+    for (let i = 0; i < 200; i++) {
+      const a = service.operationStatus(req(id, key), opId);
+      if (a.status !== 202) return a;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error('still assigning');
+  };
+  const registerAndWait = async (id: string, key: string, payload?: unknown) => {
+    const put = service.register(req(id, key), payload === undefined ? { registrationId: id } : { registrationId: id, payload });
+    expect(put.status).toBe(202);
+    return until(id, key, (put.body as { operationId: string }).operationId);
+  };
+  return { service, lines, bodies, req, registerAndWait };
+}
+const ok = (body: unknown): WebhookAttempt => ({ kind: 'response', status: 200, body: JSON.stringify(body) });
+const s503: WebhookAttempt = { kind: 'response', status: 503, body: '' };
+
+describe('registration service', () => {
+  it('answers 202 assigning with Retry-After, then 200 with the registrationState', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[1], payload: { hello: 'device' } })]);
+    const put = t.service.register(t.req('ind-1', IND_KEY), { registrationId: 'ind-1', payload: { jwt: 'J' } });
+    expect(put).toMatchObject({ status: 202, retryAfterSeconds: 3, body: { status: 'assigning' } });
+    const done = await t.registerAndWait('ind-1', IND_KEY, { jwt: 'J' });
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ status: 'assigned', registrationState: { registrationId: 'ind-1', assignedHub: HUBS[1], deviceId: 'ind-1', status: 'assigned', substatus: 'initialAssignment', payload: { hello: 'device' } } });
+  });
+
+  it('retries 503 on the schedule, then assigns; the record counts the attempts', async () => {
+    const t = setup([s503, { kind: 'network', reason: 'ECONNREFUSED' }, ok({ iotHubHostName: HUBS[0] })]);
+    const done = await t.registerAndWait('ind-1', IND_KEY);
+    expect(done.body).toMatchObject({ status: 'assigned' });
+    const rec = t.service.registrations().at(-1)!;
+    expect(rec).toMatchObject({ status: 'assigned', webhookAttempts: 3, webhookStatuses: [503, 'network', 200] });
+  });
+
+  it('fails with 400207 once every attempt answered 503', async () => {
+    const t = setup([s503]);
+    const done = await t.registerAndWait('ind-1', IND_KEY);
+    expect(done.body).toMatchObject({ status: 'failed', registrationState: { status: 'failed', errorCode: 400207 } });
+    expect(t.service.registrations().at(-1)!.webhookAttempts).toBe(4);
+    expect(t.lines.at(-1)).toMatch(/^registration ind-1 failed errorCode=400207 webhookAttempts=4 \[503,503,503,503\] \d+ms via https$/);
+  });
+
+  it('a disabled enrollment ends "disabled" without calling the webhook', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })]);
+    const done = await t.registerAndWait('off-1', IND_KEY);
+    expect(done.body).toMatchObject({ status: 'disabled', registrationState: { status: 'disabled' } });
+    expect(t.bodies).toHaveLength(0);
+  });
+
+  it('an individual enrollment wins over a group: the group-derived key is refused for that id', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })]);
+    expect(t.service.register(t.req('both-1', deriveDeviceKey(GROUP_KEY, 'both-1')), {}).status).toBe(401);
+    await t.registerAndWait('both-1', IND_KEY);
+    expect(t.bodies[0]).toHaveProperty('individualEnrollment.registrationId', 'both-1');
+  });
+
+  it('a group member registers with its derived key; deviceId is the registration id', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })]);
+    const done = await t.registerAndWait('sn-77', deriveDeviceKey(GROUP_KEY, 'sn-77'));
+    expect(done.body).toMatchObject({ registrationState: { deviceId: 'sn-77', assignedHub: HUBS[0] } });
+    expect(t.bodies[0]).toHaveProperty('enrollmentGroup.enrollmentGroupId', 'line-7');
+  });
+
+  it('401002 for a wrong key, an unknown id and an expired token; logs name the id, never the token', () => {
+    const t = setup([ok({})]);
+    const wrongReq = t.req('ind-1', GROUP_KEY);
+    const wrong = t.service.register(wrongReq, {});
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toMatchObject({ errorCode: 401002, message: 'Unauthorized' });
+    expect(Object.keys(wrong.body as object).sort()).toEqual(['errorCode', 'message', 'timestampUtc', 'trackingId']);
+    expect(t.service.register(t.req('nobody', IND_KEY), {}).status).toBe(401);
+    const expired = { ...t.req('ind-1', IND_KEY), sas: createSas(SCOPE, 'ind-1', IND_KEY, Math.floor(Date.now() / 1000) - 1) };
+    expect(t.service.register(expired, {}).status).toBe(401);
+    expect(t.lines).toHaveLength(3);
+    const sig = (token: string | undefined) => decodeURIComponent(/sig=([^&]+)/.exec(token ?? '')![1]!);
+    for (const token of [wrongReq.sas, expired.sas]) expect(t.lines.join('\n')).not.toContain(sig(token));
+    expect(t.lines.join('\n')).not.toMatch(/sig=|se=/);
+    expect(t.lines[0]).toMatch(/^registration ind-1 rejected errorCode=401002/);
+  });
+
+  it('re-registration tells the webhook the current hub; a hub change is deviceDataMigrated', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] })]);
+    await t.registerAndWait('ind-1', IND_KEY);
+    const second = await t.registerAndWait('ind-1', IND_KEY);
+    expect(t.bodies[1]).toMatchObject({ deviceRuntimeContext: { currentIotHubHostName: HUBS[0], currentDeviceId: 'ind-1' } });
+    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[1], substatus: 'deviceDataMigrated' } });
+  });
+
+  it('updateHubAssignment=false keeps a provisioned device on its hub without asking the webhook again', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] })]);
+    await t.registerAndWait('sticky-1', IND_KEY);
+    const second = await t.registerAndWait('sticky-1', IND_KEY);
+    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[0] } });
+    expect(t.bodies).toHaveLength(1);
+  });
+
+  it('another registration cannot read an operation; a mismatched body id is a 400', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })]);
+    const put = t.service.register(t.req('ind-1', IND_KEY), {});
+    const opId = (put.body as { operationId: string }).operationId;
+    expect(t.service.operationStatus(t.req('both-1', IND_KEY), opId).status).toBe(404);
+    expect(t.service.register(t.req('both-1', IND_KEY), { registrationId: 'ind-1' }).status).toBe(400);
+    await t.service.close();
+  });
+});
