@@ -1,0 +1,279 @@
+# shellcheck shell=bash
+# scripts/lib.sh: shared by every script in scripts/. Source it; do not run it.
+#
+#   call       the ONE function every az call (and npm, zip, func, openssl) goes through: it prints the command
+#              (secrets masked) and runs it, or with --dry-run only prints it.
+#   mask       replaces every registered secret (function keys, symmetric keys, SAS, connection strings) by ***.
+#   opt_value, require, usage_error, check_*: argument checks that fail naming the argument (exit 2).
+#   device_secret_name, group_secret_name: the webhook's Key Vault naming rule (functions/keys/names.ts).
+#
+# Exit codes: 0 done, 1 an Azure (or tool) command failed or the state forbids the action, 2 a bad or missing argument.
+
+if [[ -n "${DPSJWT_LIB_LOADED:-}" ]]; then return 0; fi
+DPSJWT_LIB_LOADED=1
+
+SCRIPT_NAME=$(basename "$0")
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+DRY_RUN=0
+SECRETS=()
+# fd 3 is the script's own stdout, so --dry-run can print a command even from inside $(...).
+exec 3>&1
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Output and errors
+
+# mask TEXT: TEXT with every registered secret, and anything shaped like a key or SAS field, replaced by ***.
+mask() {
+  local text=$1 secret
+  for secret in "${SECRETS[@]}"; do
+    text=${text//"$secret"/'***'}
+  done
+  # Belt and braces for secrets we were never told about (an az error echoing a URL or a connection string).
+  printf '%s' "$text" | sed -E \
+    -e 's/(^|[^[:alnum:]])((code|sig|SharedAccessKey|AccountKey|SharedAccessSignature)=)[^&;,"'"'"'[:space:]]+/\1\2***/g' \
+    -e 's/("(primaryKey|secondaryKey|value)":[[:space:]]*")[^"]+"/\1***"/g' \
+    -e 's/(--(symmetric-key|group-key|primary-key|secondary-key|connection-string|account-key|sas-token)[= ])[^[:space:]]+/\1***/g'
+}
+
+# add_secret VALUE...: from now on VALUE never appears in anything printed.
+add_secret() {
+  local value
+  for value in "$@"; do
+    if [[ -n $value && $value != '***' ]]; then SECRETS+=("$value"); fi
+  done
+}
+
+say() { printf '%s\n' "$(mask "$*")"; }      # results, to stdout
+note() { printf '%s\n' "$(mask "$*")" >&2; }  # progress, to stderr
+
+usage_error() {
+  printf '%s: %s\n' "$SCRIPT_NAME" "$(mask "$*")" >&2
+  printf "Run '%s --help' for usage.\n" "$SCRIPT_NAME" >&2
+  exit 2
+}
+
+fail() {
+  printf '%s: error: %s\n' "$SCRIPT_NAME" "$(mask "$*")" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments
+
+# VAR=$(opt_value "$@") inside a `case $1` branch: the value after the flag, or a usage error naming the flag.
+opt_value() {
+  if [[ $# -lt 2 || -z $2 || $2 == --* ]]; then usage_error "$1 needs a value"; fi
+  printf '%s' "$2"
+}
+
+# require FLAG VALUE: a usage error naming FLAG when VALUE is empty.
+require() {
+  if [[ -z $2 ]]; then usage_error "missing $1"; fi
+}
+
+# check_match FLAG VALUE REGEX WHAT
+check_match() {
+  if ! [[ $2 =~ $3 ]]; then usage_error "$1 '$2' is not valid: $4"; fi
+}
+
+# DPS registration and enrollment group ids: up to 128 characters of letters, digits and - . _ :, ending in a letter,
+# a digit or -. DPS compares them case-insensitively.
+REGISTRATION_ID_RE='^[A-Za-z0-9._:-]{0,127}[A-Za-z0-9-]$'
+check_registration_id() {
+  check_match "$1" "$2" "$REGISTRATION_ID_RE" \
+    'a DPS id is up to 128 characters of letters, digits and - . _ : and ends in a letter, a digit or -'
+}
+
+check_resource_group() { check_match "$1" "$2" '^[-A-Za-z0-9._()]{1,89}[-A-Za-z0-9_()]$' '1-90 letters, digits, - _ . ( ), not ending in .'; }
+check_hub_name() { check_match "$1" "$2" '^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$' '3-50 letters, digits and -'; }
+check_dps_name() { check_match "$1" "$2" '^[A-Za-z0-9][A-Za-z0-9-]{1,62}[A-Za-z0-9]$' '3-64 letters, digits and -'; }
+check_vault_name() { check_match "$1" "$2" '^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$' '3-24 letters, digits and -, starting with a letter'; }
+check_storage_name() { check_match "$1" "$2" '^[a-z0-9]{3,24}$' '3-24 lower-case letters and digits'; }
+check_app_name() { check_match "$1" "$2" '^[A-Za-z0-9][A-Za-z0-9-]{0,58}[A-Za-z0-9]$' '2-60 letters, digits and -'; }
+
+# check_tag FLAG K=V: a Key Vault tag that can also be a device twin tag.
+check_tag() {
+  local flag=$1 pair=$2
+  if [[ $pair != *=* ]]; then usage_error "$flag '$pair' must be key=value"; fi
+  local key=${pair%%=*} value=${pair#*=}
+  if ! [[ $key =~ ^[A-Za-z0-9_][A-Za-z0-9_:@+-]{0,127}$ ]]; then
+    usage_error "$flag '$pair': the key must be 1-128 letters, digits and _ : @ + - (it becomes a twin tag: no . \$ or space)"
+  fi
+  if [[ $key == file-encoding ]]; then usage_error "$flag '$pair': file-encoding is set by az itself"; fi
+  if [[ ${#value} -gt 256 ]]; then usage_error "$flag '$pair': the value is over 256 characters"; fi
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running commands
+
+# quote_cmd ARG...: the command as one line a shell would read back.
+quote_cmd() {
+  local out='' arg plain='^[A-Za-z0-9_./:=@,+%-]+$'
+  for arg in "$@"; do
+    if [[ $arg =~ $plain ]]; then
+      out+=" $arg"
+    elif [[ $arg == *\'* && $arg != *[\"\$\`\\!]* ]]; then
+      out+=" \"$arg\""
+    else
+      out+=" '${arg//\'/\'\\\'\'}'"
+    fi
+  done
+  printf '%s' "${out# }"
+}
+
+# is_not_found EXIT STDERR: az's answer for a resource that does not exist (ResourceNotFoundError exits 3).
+is_not_found() {
+  [[ $1 == 3 ]] || grep -qiE 'ResourceNotFound|NotFound|not found|could not be found|does not exist|is not installed' <<<"$2"
+}
+
+# hint_for ERROR_TEXT: one line of advice for errors people meet on the way.
+hint_for() {
+  case $1 in
+    *"az login"*) printf 'hint: sign in first: az login (and az account set --subscription ...)\n' ;;
+    *"deleted but recoverable"*) printf 'hint: a deleted secret of that name is in the vault'"'"'s recycle bin: az keyvault secret recover, or purge it (deprovision.sh --purge)\n' ;;
+    *Forbidden* | *AuthorizationFailed* | *"not authorized"*) printf 'hint: the signed-in identity lacks a role for this; Key Vault secrets need "Key Vault Secrets Officer" on the vault (deploy.sh --operator)\n' ;;
+  esac
+}
+
+# call [--into VAR] [--secret] [--placeholder TEXT] [--missing-ok] [--passthrough] [--cwd DIR] -- COMMAND ARG...
+#   Prints the command (masked): to stdout under --dry-run, where nothing runs, else to stderr as a "+ " trace.
+#   --into VAR       capture stdout (a read) into VAR; under --dry-run VAR gets TEXT (default <VAR>)
+#   --secret         the captured value is a secret: masked from now on (registered before anything is printed)
+#   --missing-ok     return 3, quietly, when the command answers "not found"
+#   --passthrough    let the command's output through to stderr as it comes (npm, zip, func)
+#   Any other failure prints the command's stderr (masked) and exits 1.
+call() {
+  local into='' secret=0 placeholder='' has_placeholder=0 missing_ok=0 passthrough=0 cwd=''
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    case $1 in
+      --into) into=$2; shift 2 ;;
+      --secret) secret=1; shift ;;
+      --placeholder) placeholder=$2; has_placeholder=1; shift 2 ;;
+      --missing-ok) missing_ok=1; shift ;;
+      --passthrough) passthrough=1; shift ;;
+      --cwd) cwd=$2; shift 2 ;;
+      *) fail "call: unknown option $1" ;;
+    esac
+  done
+  shift
+  local line
+  line=$(quote_cmd "$@")
+  if [[ -n $cwd ]]; then line="(cd $(quote_cmd "$cwd") && $line)"; fi
+
+  if [[ $DRY_RUN == 1 ]]; then
+    printf '%s\n' "$(mask "$line")" >&3
+    if [[ -n $into ]]; then
+      if [[ $has_placeholder == 0 ]]; then placeholder="<$into>"; fi
+      printf -v "$into" '%s' "$placeholder"
+      if [[ $secret == 1 ]]; then add_secret "${!into}"; fi
+    fi
+    return 0
+  fi
+
+  printf '+ %s\n' "$(mask "$line")" >&2
+  local rc=0 errfile stdout stderr
+  if [[ $passthrough == 1 ]]; then
+    if [[ -n $cwd ]]; then (cd "$cwd" && "$@") >&2 || rc=$?; else "$@" >&2 || rc=$?; fi
+    if [[ $rc != 0 ]]; then fail "$1 failed (exit $rc): $line"; fi
+    return 0
+  fi
+  errfile=$(mktemp)
+  if [[ -n $cwd ]]; then
+    stdout=$(cd "$cwd" && "$@" 2>"$errfile") || rc=$?
+  else
+    stdout=$("$@" 2>"$errfile") || rc=$?
+  fi
+  stderr=$(<"$errfile")
+  rm -f "$errfile"
+  stdout=${stdout//$'\r'/}
+  # A secret is registered before anything else can print it.
+  if [[ $rc == 0 && $secret == 1 ]]; then add_secret "$stdout"; fi
+  if [[ $rc != 0 ]]; then
+    if [[ $missing_ok == 1 ]] && is_not_found "$rc" "$stderr"; then return 3; fi
+    if [[ -n $stderr ]]; then printf '%s\n' "$(mask "$stderr")" >&2; fi
+    hint_for "$stderr" >&2
+    fail "$1 failed (exit $rc): $line"
+  fi
+  if [[ -n $into ]]; then
+    printf -v "$into" '%s' "$stdout"
+  elif [[ -n $stdout ]]; then
+    printf '%s\n' "$(mask "$stdout")" >&2
+  fi
+  if [[ -n $stderr ]]; then printf '%s\n' "$(mask "$stderr")" >&2; fi
+  return 0
+}
+
+# az_exists VAR -- az ... show ...: 0 and VAR set when it exists, 1 when az says not found (or under --dry-run, which
+# plans for an empty subscription), exit 1 on any other error.
+az_exists() {
+  local var=$1 rc=0
+  shift 2
+  if [[ $DRY_RUN == 1 ]]; then
+    call -- "$@"
+    return 1
+  fi
+  call --into "$var" --missing-ok -- "$@" || rc=$?
+  if [[ $rc == 3 ]]; then return 1; fi
+  return "$rc"
+}
+
+# az_delete WHAT -- az ... delete ...: a delete where "already gone" is success.
+az_delete() {
+  local what=$1 rc=0
+  shift 2
+  call --missing-ok -- "$@" || rc=$?
+  if [[ $rc == 3 ]]; then
+    note "$what: already gone"
+  elif [[ $DRY_RUN != 1 ]]; then
+    note "$what: deleted"
+  fi
+}
+
+# ensure_iot_extension: enrollment and device-identity commands live in the azure-iot extension.
+ensure_iot_extension() {
+  # shellcheck disable=SC2034 # set by az_exists through its name
+  local version=''
+  if ! az_exists version -- az extension show --name azure-iot --query version -o tsv; then
+    call -- az extension add --name azure-iot --only-show-errors
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The webhook's Key Vault secret names (must match functions/keys/names.ts exactly)
+
+sha256_hex() {
+  local sum
+  if command -v sha256sum >/dev/null 2>&1; then
+    sum=$(printf '%s' "$1" | sha256sum)
+  elif command -v shasum >/dev/null 2>&1; then
+    sum=$(printf '%s' "$1" | shasum -a 256)
+  else
+    sum=$(printf '%s' "$1" | openssl dgst -sha256 -r)
+  fi
+  printf '%s' "${sum%% *}"
+}
+
+# Ids are lower-cased first (DPS ids are case-insensitive, and so are vault names). An id of [a-z0-9-]{1,119} maps
+# to PREFIX-<id>; any other (dots, colons, underscores, longer) to HASHPREFIX-<sha256 hex of the lower-cased id>.
+id_secret_name() {
+  local lower
+  lower=$(LC_ALL=C; printf '%s' "${3,,}")
+  if [[ $lower =~ ^[a-z0-9-]{1,119}$ ]]; then
+    printf '%s-%s' "$1" "$lower"
+  else
+    printf '%s-%s' "$2" "$(sha256_hex "$lower")"
+  fi
+}
+device_secret_name() { id_secret_name device devicehash "$1"; }
+group_secret_name() { id_secret_name group grouphash "$1"; }
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Misc
+
+hub_host() { # NAME or NAME.azure-devices.net -> host name
+  if [[ $1 == *.* ]]; then printf '%s' "${1,,}"; else printf '%s.azure-devices.net' "${1,,}"; fi
+}
+hub_name() { printf '%s' "${1%%.*}"; }
+

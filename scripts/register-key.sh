@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# register-key.sh: stores a device's (or an enrollment group's) public key PEM in Key Vault under the name the
+# webhook looks up (functions/keys/names.ts).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: register-key.sh --vault NAME (--registration-id ID | --group-id ID) --public-key FILE
+                       [--tag KEY=VALUE]... [--disabled] [--replace] [--dry-run]
+
+Stores the public key as a Key Vault secret:
+  az keyvault secret set --vault-name NAME --name <secret name> --file FILE --encoding utf-8
+                         --content-type application/x-pem-file [--tags k=v ...] [--disabled true]
+Secret name (the webhook's rule): the id lower-cased; device-<id> when it is 1-119 of [a-z0-9-], otherwise
+devicehash-<sha256 hex of the lower-cased id>; for a group, group-<id> / grouphash-<sha256>.
+
+Options:
+  --vault NAME           the Key Vault (default: $DPSJWT_VAULT, printed by deploy.sh)
+  --registration-id ID   the device's DPS registration id
+  --group-id ID          an enrollment group id instead: one key for every device of the group
+  --public-key FILE      SPKI PEM ("-----BEGIN PUBLIC KEY-----", one or more blocks); a private key is refused
+  --tag KEY=VALUE        a secret tag; the webhook copies it into the device twin's tags (repeatable, at most 14)
+  --disabled             store the key switched off (factory flow): the webhook refuses the device until
+                         activate.sh enables it
+  --replace              allow replacing a different key already stored under that name (key rotation)
+  --dry-run              print the commands, run none
+  -h, --help             this text
+
+Running it again with the same key changes nothing. az adds a "file-encoding" tag; the webhook ignores it.
+The signed-in identity needs "Key Vault Secrets Officer" on the vault (deploy.sh grants it with --operator).
+EOF
+}
+
+VAULT=${DPSJWT_VAULT:-}
+REGISTRATION_ID=''
+GROUP_ID=''
+PUBLIC_KEY=''
+DISABLED=0
+REPLACE=0
+TAGS=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --vault) VAULT=$(opt_value "$@"); shift 2 ;;
+    --registration-id) REGISTRATION_ID=$(opt_value "$@"); shift 2 ;;
+    --group-id) GROUP_ID=$(opt_value "$@"); shift 2 ;;
+    --public-key) PUBLIC_KEY=$(opt_value "$@"); shift 2 ;;
+    --tag) TAGS+=("$(opt_value "$@")"); shift 2 ;;
+    --disabled) DISABLED=1; shift ;;
+    --replace) REPLACE=1; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
+  esac
+done
+
+require --vault "$VAULT"
+check_vault_name --vault "$VAULT"
+if [[ -n $REGISTRATION_ID && -n $GROUP_ID ]]; then usage_error "give --registration-id or --group-id, not both"; fi
+if [[ -z $REGISTRATION_ID && -z $GROUP_ID ]]; then usage_error "missing --registration-id (or --group-id)"; fi
+if [[ -n $REGISTRATION_ID ]]; then
+  check_registration_id --registration-id "$REGISTRATION_ID"
+  SECRET_NAME=$(device_secret_name "$REGISTRATION_ID")
+  WHO="device $REGISTRATION_ID"
+else
+  check_registration_id --group-id "$GROUP_ID"
+  SECRET_NAME=$(group_secret_name "$GROUP_ID")
+  WHO="group $GROUP_ID"
+fi
+require --public-key "$PUBLIC_KEY"
+if [[ ${#TAGS[@]} -gt 14 ]]; then usage_error "--tag: at most 14 tags (Key Vault allows 15; az adds file-encoding)"; fi
+for tag in "${TAGS[@]}"; do check_tag --tag "$tag"; done
+
+# The file: an SPKI public key PEM, never a private key.
+if [[ ! -e $PUBLIC_KEY ]]; then usage_error "--public-key $PUBLIC_KEY: no such file"; fi
+if [[ ! -f $PUBLIC_KEY || ! -r $PUBLIC_KEY ]]; then usage_error "--public-key $PUBLIC_KEY: not a readable file"; fi
+if grep -q -- 'PRIVATE KEY-----' "$PUBLIC_KEY"; then
+  usage_error "--public-key $PUBLIC_KEY is a PRIVATE key; pass the public key (keygen.sh writes it as *.pub.pem) and keep the private key on the device"
+fi
+labels=$(grep -oE -- '-----BEGIN [A-Z0-9 ]+-----' "$PUBLIC_KEY" || true)
+if [[ -z $labels ]]; then usage_error "--public-key $PUBLIC_KEY is not a PEM file (no -----BEGIN PUBLIC KEY----- block)"; fi
+while IFS= read -r label; do
+  if [[ $label != '-----BEGIN PUBLIC KEY-----' ]]; then
+    usage_error "--public-key $PUBLIC_KEY holds a '${label//-/}' block; only PUBLIC KEY (SPKI) blocks are accepted"
+  fi
+done <<<"$labels"
+if ! openssl pkey -pubin -in "$PUBLIC_KEY" -noout 2>/dev/null; then
+  usage_error "--public-key $PUBLIC_KEY: openssl cannot read it as a public key"
+fi
+if ! openssl pkey -pubin -in "$PUBLIC_KEY" -noout -text 2>/dev/null | grep -qE 'prime256v1|P-256'; then
+  note "warning: $PUBLIC_KEY is not a P-256 key; the webhook accepts it only if JWT_ALGORITHMS allows its algorithm (default ES256)"
+fi
+if [[ $(wc -c <"$PUBLIC_KEY") -gt 25000 ]]; then usage_error "--public-key $PUBLIC_KEY is over Key Vault's 25 KB secret limit"; fi
+
+# Already there? Same key: nothing to do. Another key: only with --replace.
+stored=''
+if az_exists stored -- az keyvault secret show --vault-name "$VAULT" --name "$SECRET_NAME" --query value -o tsv; then
+  normalize() { tr -d '\r' | sed -e 's/[[:space:]]*$//' -e '/^$/d'; }
+  if [[ $(normalize <<<"$stored") == "$(normalize <"$PUBLIC_KEY")" ]]; then
+    say "$WHO: this key is already stored as $SECRET_NAME in $VAULT; nothing changed (use activate.sh to enable it or change tags)"
+    exit 0
+  fi
+  if [[ $REPLACE != 1 ]]; then
+    fail "$SECRET_NAME in $VAULT holds a different key for $WHO; pass --replace to rotate it (the old key stops working)"
+  fi
+  note "$WHO: replacing the key stored as $SECRET_NAME (--replace)"
+fi
+
+args=(az keyvault secret set --vault-name "$VAULT" --name "$SECRET_NAME" --file "$PUBLIC_KEY" --encoding utf-8
+  --content-type application/x-pem-file)
+if [[ ${#TAGS[@]} -gt 0 ]]; then args+=(--tags "${TAGS[@]}"); fi
+if [[ $DISABLED == 1 ]]; then args+=(--disabled true); fi
+args+=(-o none)
+call -- "${args[@]}"
+
+if [[ $DRY_RUN != 1 ]]; then
+  state=enabled
+  if [[ $DISABLED == 1 ]]; then state='disabled (activate it with activate.sh)'; fi
+  say "$WHO: public key stored as $SECRET_NAME in $VAULT, $state"
+fi
