@@ -84,8 +84,8 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
     if (!Number.isFinite(retryAfterSeconds) || retryAfterSeconds <= 0) throw new UsageError('--retry-after must be a positive number of seconds');
   }
 
-  const options: LocalDpsOptions = {
-    enrollments: await loadEnrollments(values.enrollments),
+  // Every flag is checked before any file is read, so a usage mistake is reported as one (exit code 2).
+  const flags: Omit<LocalDpsOptions, 'enrollments'> = {
     httpsPort: int('port', values.port, 8443, 0, 65535),
     mqttPort: int('mqtt-port', values['mqtt-port'], 8883, 0, 65535),
     host: values.host ?? '127.0.0.1',
@@ -97,6 +97,7 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
     },
     webhookTimeoutMs: int('webhook-timeout-ms', values['webhook-timeout-ms'], 30_000, 1, 600_000),
   };
+  const options: LocalDpsOptions = { ...flags, enrollments: await loadEnrollments(values.enrollments) };
   if (retryAfterSeconds !== undefined) options.retryAfterSeconds = retryAfterSeconds;
   if (values.cert && values.key && values.ca) {
     options.tls = { ...(await readTlsFiles({ cert: values.cert, key: values.key, ca: values.ca })), caFile: values.ca };
