@@ -6,6 +6,9 @@ import type { KeyLookup, KeyStore, StoredKeySet } from './types.js';
 
 const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'];
 const FLEET = 'fleet';
+// Registration ids are ASCII; fold ASCII only, so a file named with a look-alike (U+212A KELVIN SIGN lower-cases to
+// "k") is never taken for an ASCII id.
+const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 
 /**
  * Keys without a cloud: a folder with one file per device, `<registration id>.pem|.jwk|.json` (matched
@@ -26,7 +29,7 @@ export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?:
     } catch (error) {
       throw new WebhookError('key_store_unavailable', `DEVICE_KEYS_DIR cannot be listed (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     }
-    const file = files.find((f) => KEY_FILE_EXTENSIONS.some((ext) => f.toLowerCase() === id + ext));
+    const file = files.find((f) => KEY_FILE_EXTENSIONS.some((ext) => asciiLower(f) === id + ext));
     if (file === undefined) return undefined;
     const text = await readFile(join(dir, file), 'utf8').catch((error: NodeJS.ErrnoException) => {
       throw new WebhookError('key_store_unavailable', `${file} cannot be read (${error.code ?? 'error'})`);
