@@ -83,3 +83,12 @@ describe('loadEnrollments', () => {
     await expect(loadEnrollments(join(dir, 'missing.json'))).rejects.toThrow(/cannot read the file \(ENOENT\)/);
   });
 });
+
+describe('docs/local-dps.md', () => {
+  it('its example enrollments file is valid once the key placeholders are filled', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const md = await readFile(new URL('../../../docs/local-dps.md', import.meta.url), 'utf8');
+    const json = /```json\n([\s\S]*?)```/.exec(md)![1]!.replace(/<base64[^>]*>/g, Buffer.alloc(32, 3).toString('base64')).replace('<function key>', 'k');
+    expect(problems(JSON.parse(json))).toEqual([]);
+  });
+});
