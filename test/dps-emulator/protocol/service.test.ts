@@ -19,7 +19,7 @@ const enrollments: EnrollmentsFile = {
   enrollmentGroups: [{ enrollmentGroupId: 'line-7', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } }, ...custom }],
 };
 
-function setup(script: (WebhookAttempt | 'hang')[]) {
+function setup(script: (WebhookAttempt | 'hang')[], retry = { attempts: 4, firstDelayMs: 5, incrementMs: 5 }) {
   const lines: string[] = [];
   const bodies: unknown[] = [];
   const post: PostWebhook = async (_url, body) => {
@@ -28,7 +28,7 @@ function setup(script: (WebhookAttempt | 'hang')[]) {
     return next as WebhookAttempt;
   };
   const service = new RegistrationService({
-    idScope: SCOPE, enrollments, retry: { attempts: 4, firstDelayMs: 5, incrementMs: 5 }, webhookTimeoutMs: 1000, retryAfterSeconds: 3, postWebhook: post, log: (l) => lines.push(l),
+    idScope: SCOPE, enrollments, retry, webhookTimeoutMs: 1000, retryAfterSeconds: 3, postWebhook: post, log: (l) => lines.push(l),
   });
   const req = (id: string, key: string): DeviceRequest => ({ transport: 'https', idScope: SCOPE, registrationId: id, sas: createSas(SCOPE, id, key, Math.floor(Date.now() / 1000) + 600) });
   const until = async (id: string, key: string, opId: string) => {
@@ -136,5 +136,15 @@ describe('registration service', () => {
     expect(t.service.operationStatus(t.req('both-1', IND_KEY), opId).status).toBe(404);
     expect(t.service.register(t.req('both-1', IND_KEY), { registrationId: 'ind-1' }).status).toBe(400);
     await t.service.close();
+  });
+
+  it('close() does not wait out the DPS retry schedule', async () => {
+    const t = setup([s503], { attempts: 10, firstDelayMs: 60_000, incrementMs: 9000 });
+    t.service.register(t.req('ind-1', IND_KEY), {});
+    await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    await t.service.close();
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(t.service.registrations()[0]).toMatchObject({ status: 'assigning', webhookAttempts: 1 });
   });
 });
