@@ -1,0 +1,44 @@
+/**
+ * `npm run demo` as a user runs it: the built demo as a child process must finish quickly, exit 0, and show the
+ * outcomes it promises, without printing a token, a key or the function key.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { beforeAll, expect, test } from 'vitest';
+import { ensureBuilt, REPO } from './fixture.js';
+
+beforeAll(async () => {
+  await ensureBuilt();
+}, 90_000);
+
+test('the demo exits 0 with every device as expected, in under 20 s, printing no secret', async () => {
+  const started = Date.now();
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [join(REPO, 'dist/demo/run.js')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (exit) => resolve({ code: exit, stdout: out, stderr: err }));
+  });
+  const elapsed = Date.now() - started;
+  expect(stderr).toBe('');
+  expect(code).toBe(0);
+  expect(elapsed).toBeLessThan(20_000);
+
+  // The summary table: one row per device with the outcome a user should see.
+  expect(stdout).toMatch(/^device\s+enrollment\s+via\s+token\s+expected\s+outcome/m);
+  expect(stdout).toMatch(/^sensor-0042\s+individual\s+http\s+own\s+assigned\s+assigned\s+hub-(eu|us)\.azure-devices\.net\s+assigned\s+\d+\s+ok$/m);
+  expect(stdout).toMatch(/^line7-0001\s+group factory-line-7\s+mqtt\s+own\s+assigned\s+assigned\s+hub-(eu|us)\.azure-devices\.net\s+assigned\s+\d+\s+ok$/m);
+  expect(stdout).toMatch(/^sensor-0042\s+individual\s+mqtt\s+tampered\s+refused\s+refused\s+DPS 400207\s+token_signature_invalid\s+\d+\s+ok$/m);
+  expect(stdout).toMatch(/^line7-0002\s+group factory-line-7\s+http\s+sensor-0042's\s+refused\s+refused\s+DPS 400207\s+\S+\s+\d+\s+ok$/m);
+  expect(stdout).toMatch(/^line7-0099\s+group factory-line-7\s+mqtt\s+own\s+refused\s+refused\s+DPS 400207\s+device_key_not_found\s+\d+\s+ok$/m);
+  // The assigned device's hub and initial twin, as DPS recorded them.
+  expect(stdout).toMatch(/sensor-0042 as DPS recorded it: hub hub-(eu|us)\.azure-devices\.net, device id sensor-0042/);
+  expect(stdout).toMatch(/initial twin: \{.*"telemetryInterval":30/);
+  expect(stdout).toMatch(/^PASS: 5\/5 devices ended as expected/m);
+
+  expect(stdout).not.toMatch(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/);
+  expect(stdout).not.toMatch(/code=|SharedAccessSignature sr=|[?&]sig=|primaryKey/);
+});
