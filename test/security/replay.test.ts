@@ -1,0 +1,165 @@
+/**
+ * Replay (issue 6, part 5): a token is accepted once. In memory for one instance; in Azure Table Storage (here
+ * Azurite, started on a loopback port by this file) for a scaled-out app, where two instances racing one token must
+ * admit it exactly once, and a store that cannot answer makes the webhook refuse to decide (503), never admit.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createWebhook, type Webhook } from '../../functions/app/compose.js';
+import { loadConfig, type Env } from '../../functions/config.js';
+import type { ReasonCode } from '../../functions/core/reasons.js';
+import type { WebhookAnswer } from '../../functions/core/webhook.js';
+import { allocationRequest, deviceToken, ID_SCOPE, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
+import { AZURITE_ACCOUNT_KEY, b64u, LeakWatch, segments, startAzuriteTable, type Azurite } from '../support/security.js';
+
+const NOW = Date.now(); // the table store compares expiry with the real clock
+const now = Math.floor(NOW / 1000);
+// P-256 group order: (r, n - s) is a second valid ECDSA signature of the same message.
+const P256_N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+
+const watch = new LeakWatch();
+let alice: TestDevice;
+let bob: TestDevice;
+let dir: string;
+const hooks: Webhook[] = [];
+
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([makeDevice('sensor-0042'), makeDevice('sensor-0043')]);
+  dir = await keysDir([alice, bob]);
+  watch.pem('alice public key', alice.publicPem);
+  watch.secret('Azurite account key', AZURITE_ACCOUNT_KEY);
+});
+afterAll(async () => {
+  await Promise.all(hooks.map((h) => h.close()));
+});
+
+async function webhookWith(env: Env): Promise<Webhook> {
+  const hook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE, ...env }), { now: () => NOW });
+  hooks.push(hook);
+  return hook;
+}
+
+async function ask(hook: Webhook, token: string, registrationId = alice.id): Promise<WebhookAnswer> {
+  watch.token('token', token);
+  const answer = await hook.handle({ body: JSON.stringify(allocationRequest({ registrationId, token })), contentType: 'application/json' });
+  watch.saw('answer', { status: answer.status, headers: answer.headers, body: answer.body, log: answer.log });
+  return answer;
+}
+
+function expectCode(answer: WebhookAnswer, code: ReasonCode, status: number): void {
+  expect(answer.body).toMatchObject({ code });
+  expect(answer.status).toBe(status);
+}
+
+/** The same signed token with the unused low bits of the signature's last base64url character set. */
+function nonCanonical(token: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const [h, p, s] = segments(token);
+  const last = alphabet.indexOf(s.at(-1)!);
+  return `${h}.${p}.${s.slice(0, -1)}${alphabet[last ^ 0b0101]}`;
+}
+
+/** The same signed token with s replaced by n - s (ECDSA signatures are malleable; WebCrypto accepts both). */
+function malleated(token: string): string {
+  const [h, p, s] = segments(token);
+  const sig = Buffer.from(s, 'base64url');
+  const sValue = BigInt(`0x${sig.subarray(32).toString('hex')}`);
+  const flipped = Buffer.from((P256_N - sValue).toString(16).padStart(64, '0'), 'hex');
+  return `${h}.${p}.${b64u(Buffer.concat([sig.subarray(0, 32), flipped]))}`;
+}
+
+describe('REPLAY_STORE=memory', () => {
+  let hook: Webhook;
+  beforeAll(async () => {
+    hook = await webhookWith({ REPLAY_STORE: 'memory' });
+  });
+
+  test('a token is accepted once and refused as token_replayed after', async () => {
+    const token = await deviceToken(alice, now);
+    expect((await ask(hook, token)).status).toBe(200);
+    expectCode(await ask(hook, token), 'token_replayed', 403);
+    expectCode(await ask(hook, token), 'token_replayed', 403);
+  });
+
+  test('a token without jti is refused as token_jti_missing', async () => {
+    expectCode(await ask(hook, await deviceToken(alice, now, { jti: undefined })), 'token_jti_missing', 403);
+  });
+
+  test('the same jti in a re-encoded or malleated signature, or under the id in another case, is still the same token', async () => {
+    const token = await deviceToken(alice, now);
+    const variants = [nonCanonical(token), malleated(token)];
+    for (const variant of variants) expect(variant).not.toBe(token);
+    // Each variant verifies on its own (so refusing it below is the replay check, not a broken signature)...
+    for (const variant of variants) expect((await ask(await webhookWith({ REPLAY_STORE: 'memory' }), variant)).status).toBe(200);
+    // ...and after the original is used, none is admitted.
+    expect((await ask(hook, token)).status).toBe(200);
+    for (const variant of variants) expectCode(await ask(hook, variant), 'token_replayed', 403);
+    expectCode(await ask(hook, token, alice.id.toUpperCase()), 'token_replayed', 403);
+  });
+
+  test('a refused use does not burn the jti: a token sent under another registration is still good for its own', async () => {
+    const token = await deviceToken(alice, now);
+    expectCode(await ask(hook, token, bob.id), 'token_signature_invalid', 403);
+    expect((await ask(hook, token)).status).toBe(200);
+  });
+
+  test('the same jti of two devices are two tokens', async () => {
+    expect((await ask(hook, await deviceToken(alice, now, { jti: 'shared-jti' }))).status).toBe(200);
+    expect((await ask(hook, await deviceToken(bob, now, { jti: 'shared-jti' }), bob.id)).status).toBe(200);
+  });
+
+  test('a full store refuses to decide (503, DPS retries) rather than forget a live token', async () => {
+    const small = await webhookWith({ REPLAY_STORE: 'memory', REPLAY_MEMORY_MAX_ENTRIES: '2' });
+    expect((await ask(small, await deviceToken(alice, now))).status).toBe(200);
+    expect((await ask(small, await deviceToken(alice, now))).status).toBe(200);
+    const answer = await ask(small, await deviceToken(alice, now));
+    expectCode(answer, 'replay_store_unavailable', 503);
+    expect(answer.headers['retry-after']).toMatch(/^\d+$/);
+  });
+});
+
+describe('REPLAY_STORE=table, against Azurite', () => {
+  let azurite: Azurite;
+  let env: Env;
+  beforeAll(async () => {
+    azurite = await startAzuriteTable();
+    env = { REPLAY_STORE: 'table', REPLAY_TABLE_CONNECTION: azurite.connectionString, REPLAY_TABLE_NAME: `used${Date.now()}` };
+  }, 30_000);
+  afterAll(() => azurite?.stop());
+
+  test('a token is accepted once and refused as token_replayed after, also by a fresh instance', async () => {
+    const hook = await webhookWith(env);
+    const token = await deviceToken(alice, now);
+    expect((await ask(hook, token)).status).toBe(200);
+    expectCode(await ask(hook, token), 'token_replayed', 403);
+    expectCode(await ask(await webhookWith(env), token), 'token_replayed', 403);
+    expectCode(await ask(hook, await deviceToken(alice, now, { jti: undefined })), 'token_jti_missing', 403);
+  });
+
+  test('two instances sharing the table, racing the same token: exactly one 200', async () => {
+    const [a, b] = [await webhookWith(env), await webhookWith(env)];
+    for (let round = 0; round < 10; round++) {
+      const token = await deviceToken(alice, now);
+      const answers = await Promise.all([a, b, a, b, a, b].map((hook) => ask(hook, token)));
+      expect(answers.filter((x) => x.status === 200)).toHaveLength(1);
+      for (const x of answers.filter((y) => y.status !== 200)) expectCode(x, 'token_replayed', 403);
+    }
+  });
+
+  test('Azurite stopped: 503 replay_store_unavailable with retry-after, never 200', async () => {
+    const hook = await webhookWith(env);
+    expect((await ask(hook, await deviceToken(alice, now))).status).toBe(200);
+    await azurite.stop();
+    const started = Date.now();
+    const answer = await ask(hook, await deviceToken(alice, now));
+    expectCode(answer, 'replay_store_unavailable', 503);
+    expect(answer.headers['retry-after']).toMatch(/^\d+$/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // A fresh instance, which must first create the table, fails closed too.
+    expectCode(await ask(await webhookWith(env), await deviceToken(alice, now)), 'replay_store_unavailable', 503);
+  });
+});
+
+test('no answer or log line carries a token or the storage account key', () => {
+  expect(watch.count).toBeGreaterThan(40);
+  expect(watch.leaks()).toEqual([]);
+});
