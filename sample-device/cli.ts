@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { keygen } from './commands/keygen.js';
 import { register, DEFAULT_TIMEOUT_MS, type RegisterResult } from './commands/register.js';
 import { token } from './commands/token.js';
-import { EXIT_CODES, SampleDeviceError, usageError } from './errors.js';
+import { EXIT_CODE_SUMMARIES, EXIT_CODES, SampleDeviceError, usageError, type SampleDeviceErrorCode } from './errors.js';
 import { DEFAULT_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS } from './jwt.js';
 import { DEFAULT_DPS_HOST, TRANSPORTS, type TransportKind } from './transport.js';
 
@@ -105,10 +105,10 @@ Options:
 Neither the keys, the SAS token nor the JWT are ever printed.
 
 Exit codes:
+    0  assigned
 ${Object.entries(EXIT_CODES)
-  .map(([code, exit]) => `  ${String(exit).padStart(3)}  ${code}`)
-  .join('\n')}
-  (0 = assigned)`,
+  .map(([code, exit]) => `  ${String(exit).padStart(3)}  ${code.padEnd(22)} ${EXIT_CODE_SUMMARIES[code as SampleDeviceErrorCode]}`)
+  .join('\n')}`,
   },
 } satisfies Record<string, CommandSpec>;
 

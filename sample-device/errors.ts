@@ -32,6 +32,21 @@ export const EXIT_CODES = {
 
 export type SampleDeviceErrorCode = keyof typeof EXIT_CODES;
 
+/** One line per exit code, for `--help`. */
+export const EXIT_CODE_SUMMARIES: Readonly<Record<SampleDeviceErrorCode, string>> = {
+  internal: 'unexpected error (a bug)',
+  usage: 'bad or missing arguments',
+  file: 'key or CA file missing, unreadable, wrong kind, or would be overwritten',
+  unreachable: 'DPS not reachable (DNS, connection, untrusted TLS certificate)',
+  unauthorized: 'DPS 401002: wrong symmetric key / SAS, or no matching enrollment',
+  refused: 'DPS 400207: the webhook refused this device',
+  webhook_misconfigured: 'DPS 400208/400209: webhook chose no hub / URL lacks a valid function key',
+  disabled: 'the enrollment is disabled',
+  dps_failed: 'another DPS failure (code and message printed)',
+  timeout: 'no result within --timeout',
+  interrupted: 'Ctrl-C',
+};
+
 export interface SampleDeviceErrorDetails {
   /** A line telling the user what to do about it. */
   readonly hint?: string;
