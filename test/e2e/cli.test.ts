@@ -26,7 +26,7 @@ interface Run {
   ms: number;
 }
 
-function cli(args: string[], env: Record<string, string> = {}, interruptAfterMs?: number): Promise<Run> {
+function cli(args: string[], env: Record<string, string> = {}, interruptWhen?: () => Promise<void>): Promise<Run> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -34,7 +34,7 @@ function cli(args: string[], env: Record<string, string> = {}, interruptAfterMs?
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    if (interruptAfterMs !== undefined) setTimeout(() => child.kill('SIGINT'), interruptAfterMs);
+    if (interruptWhen !== undefined) void interruptWhen().then(() => child.kill('SIGINT'));
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - started }));
   });
@@ -66,14 +66,17 @@ function expectNoSecrets(run: Run): void {
 beforeAll(async () => {
   await ensureBuilt();
   flow = await startFlow();
-  devices = await makeDevices(flow.work, flow.keysDir, ['sensor-0042', 'sensor-slow', 'line7-0001', 'line7-0099'], ['line7-0099']);
+  devices = await makeDevices(flow.work, flow.keysDir, ['sensor-0042', 'sensor-slow', 'sensor-slow-2', 'line7-0001', 'line7-0099'], ['line7-0099']);
   // A webhook that accepts the connection and never answers: DPS keeps the device waiting.
   hanging = createServer(() => undefined);
   await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
   const slowUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/api/validatejwt`;
   await flow.startDps(
     {
-      individualEnrollments: [individual('sensor-0042', individualKey, flow.webhookUrl()), individual('sensor-slow', individualKey, flow.webhookUrl(slowUrl))],
+      individualEnrollments: [individual('sensor-0042', individualKey, flow.webhookUrl()), individual('sensor-slow', individualKey, flow.webhookUrl(slowUrl)),
+        // Its own id: DPS would hand a second registration of sensor-slow the first one's pending operation.
+        individual('sensor-slow-2', individualKey, flow.webhookUrl(slowUrl)),
+      ],
       enrollmentGroups: [group('factory-line-7', groupKey, flow.webhookUrl())],
     },
     { webhookTimeoutMs: 30_000 },
@@ -129,7 +132,15 @@ describe('sample-device register (child process)', () => {
   });
 
   test('Ctrl-C during a registration exits 130', async () => {
-    const run = await cli(registerArgs('sensor-slow', 'mqtt'), { DEVICE_SYMMETRIC_KEY: individualKey }, 1_000);
+    const before = flow.dps!.registrations().length;
+    // Interrupt once DPS holds the registration (waiting on the silent webhook), not before the CLI is even up.
+    const registering = async (): Promise<void> => {
+      while (!flow.dps!.registrations().slice(before).some((r) => r.registrationId === 'sensor-slow-2' && r.status === 'assigning')) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const run = await cli(registerArgs('sensor-slow-2', 'mqtt'), { DEVICE_SYMMETRIC_KEY: individualKey }, registering);
+    expect(run.signal).toBeNull();
     expect(run.code).toBe(130);
     expect(run.stderr).toContain('interrupted');
     expect(run.ms).toBeLessThan(6_000);
