@@ -45,7 +45,11 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
 
   async function readWithDeadline(name: string): Promise<StoredKeySet | undefined> {
     const signal = AbortSignal.timeout(config.readTimeoutMs);
-    const release = await limiter.acquire(signal);
+    // A read waits for a slot at most half its deadline, so one handed a slot still has time to finish. Waiting the
+    // whole deadline let a storm against a hung store hand slots to waiters at their deadline: each then started a
+    // store call (a connection, a token) only to abandon it, one after another, holding answers past the deadline
+    // by a few milliseconds per waiter.
+    const release = await limiter.acquire(AbortSignal.timeout(Math.ceil(config.readTimeoutMs / 2)));
     try {
       stats.reads += 1;
       return await raceAbort(store.read(name, signal), signal);
