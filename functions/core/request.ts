@@ -10,10 +10,17 @@ export interface AllocationRequest {
   readonly linkedHubs: readonly string[];
   /** Present on re-registration. */
   readonly currentHub?: string;
+  /** The enrollment's own initial twin, which DPS would use if the webhook answered none. */
+  readonly enrollmentTwin?: EnrollmentTwin;
   /** `deviceRuntimeContext.payload.jwt`, still unchecked; undefined when the device sent no payload or no jwt. */
   readonly token: unknown;
   /** Whether the device sent a payload at all, and whether it was an object, for a precise refusal. */
   readonly payloadKind: 'absent' | 'object' | 'other';
+}
+
+export interface EnrollmentTwin {
+  readonly tags?: Readonly<Record<string, unknown>>;
+  readonly desired?: Readonly<Record<string, unknown>>;
 }
 
 /** DPS registration ids: up to 128 of [A-Za-z0-9-._:], ending in an alphanumeric or '-'. */
@@ -75,16 +82,16 @@ export function validateAllocationRequest(value: unknown): AllocationRequest {
   const registrationId = idAt(context, 'registrationId', 'deviceRuntimeContext.registrationId');
 
   let enrollment: AllocationRequest['enrollment'];
+  const enrollmentObject = objectAt(value, hasIndividual ? 'individualEnrollment' : 'enrollmentGroup', hasIndividual ? 'individualEnrollment' : 'enrollmentGroup');
   if (hasIndividual) {
-    const individual = objectAt(value, 'individualEnrollment', 'individualEnrollment');
+    const individual = enrollmentObject;
     const enrolledId = idAt(individual, 'registrationId', 'individualEnrollment.registrationId');
     if (enrolledId.toLowerCase() !== registrationId.toLowerCase()) {
       throw invalid('individualEnrollment.registrationId must equal deviceRuntimeContext.registrationId');
     }
     enrollment = { kind: 'individual', registrationId: enrolledId };
   } else {
-    const group = objectAt(value, 'enrollmentGroup', 'enrollmentGroup');
-    enrollment = { kind: 'group', enrollmentGroupId: idAt(group, 'enrollmentGroupId', 'enrollmentGroup.enrollmentGroupId') };
+    enrollment = { kind: 'group', enrollmentGroupId: idAt(enrollmentObject, 'enrollmentGroupId', 'enrollmentGroup.enrollmentGroupId') };
   }
 
   const hubs = Object.hasOwn(value, 'linkedHubs') ? value.linkedHubs : undefined;
@@ -105,12 +112,25 @@ export function validateAllocationRequest(value: unknown): AllocationRequest {
   const payloadKind = payload == null ? 'absent' : isObject(payload) ? 'object' : 'other';
   const token = isObject(payload) && Object.hasOwn(payload, 'jwt') ? payload.jwt : undefined;
 
+  const enrollmentTwin = twinOf(enrollmentObject);
   return {
     registrationId,
     enrollment,
+    ...(enrollmentTwin !== undefined && { enrollmentTwin }),
     linkedHubs: hubs as string[],
     ...(currentHub !== undefined && { currentHub }),
     token,
     payloadKind,
   };
+}
+
+/** The tags and desired properties of an enrollment's initialTwin; anything else in it is DPS's to keep. */
+function twinOf(enrollment: Json): EnrollmentTwin | undefined {
+  const twin = Object.hasOwn(enrollment, 'initialTwin') ? enrollment.initialTwin : undefined;
+  if (!isObject(twin)) return undefined;
+  const tags = Object.hasOwn(twin, 'tags') && isObject(twin.tags) ? twin.tags : undefined;
+  const properties = Object.hasOwn(twin, 'properties') && isObject(twin.properties) ? twin.properties : undefined;
+  const desired = properties !== undefined && Object.hasOwn(properties, 'desired') && isObject(properties.desired) ? properties.desired : undefined;
+  if (tags === undefined && desired === undefined) return undefined;
+  return { ...(tags !== undefined && { tags }), ...(desired !== undefined && { desired }) };
 }

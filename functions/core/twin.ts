@@ -1,4 +1,5 @@
 import type { TwinTemplate } from '../config.js';
+import type { EnrollmentTwin } from './request.js';
 
 export interface InitialTwin {
   tags: Record<string, unknown>;
@@ -30,13 +31,20 @@ export function twinTagsFromStore(tags: Readonly<Record<string, string>>): Recor
 }
 
 /**
- * The initial twin: the configured template, then the device's own tags from the key store, then a `provisioning`
- * tag saying how the device was admitted (later layers win).
+ * The initial twin, in layers (later ones win): the configured template; the enrollment's own initial twin, which
+ * DPS would otherwise have used and which an answered twin replaces; the device's tags from the key store; and a
+ * `provisioning` tag saying how the device was admitted.
  */
-export function buildInitialTwin(template: TwinTemplate, storeTags: Readonly<Record<string, string>>, facts: ProvisioningFacts): InitialTwin {
+export function buildInitialTwin(
+  template: TwinTemplate,
+  enrollmentTwin: EnrollmentTwin | undefined,
+  storeTags: Readonly<Record<string, string>>,
+  facts: ProvisioningFacts,
+): InitialTwin {
   return {
     tags: {
       ...template.tags,
+      ...enrollmentTwin?.tags,
       ...twinTagsFromStore(storeTags),
       provisioning: {
         enrollmentType: facts.enrollment.kind,
@@ -47,6 +55,6 @@ export function buildInitialTwin(template: TwinTemplate, storeTags: Readonly<Rec
         provisionedAt: facts.provisionedAt,
       },
     },
-    properties: { desired: { ...template.properties?.desired } },
+    properties: { desired: { ...template.properties?.desired, ...enrollmentTwin?.desired } },
   };
 }

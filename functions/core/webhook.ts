@@ -113,7 +113,7 @@ async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<
     : { kind: 'individual' as const, id: request.enrollment.registrationId };
   return {
     iotHubHostName: hub,
-    initialTwin: buildInitialTwin(deps.twinTemplate, keySet.tags, {
+    initialTwin: buildInitialTwin(deps.twinTemplate, request.enrollmentTwin, keySet.tags, {
       enrollment,
       ...(verified.key.kid !== undefined && { keyId: verified.key.kid }),
       keyOrigin: keySet.origin,

@@ -26,6 +26,14 @@ describe('parseAllocationRequest', () => {
     });
   });
 
+  test("keeps the enrollment's initial twin (tags and desired properties only)", () => {
+    const body = allocationRequest({ registrationId: 'a' });
+    (body.individualEnrollment as Record<string, unknown>).initialTwin = { tags: { line: '7' }, properties: { desired: { x: 1 }, reported: { y: 2 } } };
+    expect(parseAllocationRequest(JSON.stringify(body), undefined).enrollmentTwin).toEqual({ tags: { line: '7' }, desired: { x: 1 } });
+    (body.individualEnrollment as Record<string, unknown>).initialTwin = 'not a twin';
+    expect(parseAllocationRequest(JSON.stringify(body), undefined).enrollmentTwin).toBeUndefined();
+  });
+
   test('takes a request without content type as JSON, and refuses another content type', () => {
     expect(parseAllocationRequest(JSON.stringify(allocationRequest({ registrationId: 'a' })), undefined).registrationId).toBe('a');
     expect(refusal(allocationRequest({ registrationId: 'a' }), 'text/plain').code).toBe('request_content_type');
