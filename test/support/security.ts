@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, Socket, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +61,7 @@ export function segments(token: string): [string, string, string] {
 export class LeakWatch {
   private readonly secrets = new Map<string, string>();
   private readonly said: Array<{ where: string; text: string }> = [];
+  private readonly patterns: Array<{ label: string; pattern: RegExp }> = [];
 
   /** A secret that must appear nowhere. Short values (< 12 characters) are refused: they would match by chance. */
   secret(label: string, value: string): void {
@@ -82,6 +83,11 @@ export class LeakWatch {
     for (const line of pem.split(/\r?\n/)) if (!line.startsWith('-----') && line.trim().length >= 12) this.secret(`${label} line`, line.trim());
   }
 
+  /** A shape of secret that must appear nowhere (e.g. a bearer token issued by a stand-in). */
+  forbid(label: string, pattern: RegExp): void {
+    this.patterns.push({ label, pattern });
+  }
+
   /** Something the webhook said. */
   saw(where: string, said: unknown): void {
     this.said.push({ where, text: typeof said === 'string' ? said : JSON.stringify(said) ?? String(said) });
@@ -99,6 +105,7 @@ export class LeakWatch {
       if (/-----BEGIN/.test(text)) found.push(`PEM armour in ${where}`);
       if (/eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/.test(text)) found.push(`a JWS-looking string in ${where}`);
       if (/SharedAccessSignature|[?&]sig=|AccountKey=/i.test(text)) found.push(`SAS or account key text in ${where}`);
+      for (const { label, pattern } of this.patterns) if (pattern.test(text)) found.push(`${label} in ${where}`);
     }
     return found;
   }
@@ -271,4 +278,34 @@ export async function startAzuriteTable(): Promise<Azurite> {
   }
   await rm(workdir, { recursive: true, force: true });
   throw new Error('azurite-table did not start');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loopback guard
+
+/**
+ * Refuses (and records) every outbound TCP connection to anything but loopback, for the life of the guard: an IMDS
+ * probe (169.254.169.254) or a login.microsoftonline.com call fails at once instead of leaving the machine.
+ */
+export function guardLoopback(): { readonly blocked: readonly string[]; restore(): void } {
+  const blocked: string[] = [];
+  const original = Socket.prototype.connect;
+  Socket.prototype.connect = function guardedConnect(this: Socket, ...args: unknown[]) {
+    const first = args[0];
+    const options = (Array.isArray(first) ? first[0] : first) as { host?: string; path?: string } | number | string;
+    const host = typeof options === 'object' && options !== null ? options.host : typeof args[1] === 'string' ? args[1] : undefined;
+    const isPipe = typeof options === 'object' && options !== null && typeof options.path === 'string';
+    if (!isPipe && host !== undefined && !/^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host)) {
+      blocked.push(host);
+      process.nextTick(() => this.destroy(new Error(`test guard: connection to ${host} refused (loopback only)`)));
+      return this;
+    }
+    return (original as (...a: unknown[]) => Socket).apply(this, args);
+  } as typeof Socket.prototype.connect;
+  return {
+    blocked,
+    restore: () => {
+      Socket.prototype.connect = original;
+    },
+  };
 }
