@@ -39,7 +39,7 @@ beforeAll(async () => {
 });
 afterAll(() => webhook?.close());
 
-const STATUSES = new Set(Object.values(REASONS).map((r) => r.status));
+const STATUSES = new Set<number>(Object.values(REASONS).map((r) => r.status));
 
 async function handle(body: string, contentType: string | undefined = 'application/json'): Promise<WebhookAnswer> {
   const answer = await webhook.handle({ body, ...(contentType !== undefined && { contentType }) });

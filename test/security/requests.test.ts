@@ -94,7 +94,7 @@ test('baseline: a valid request over HTTP is assigned', async () => {
 describe('the caller (function key, method, route)', () => {
   test('no function key, a wrong one, or one differing in case is 401 and the key is not logged', async () => {
     const body = JSON.stringify(await validRequest());
-    for (const headers of [{}, { 'x-functions-key': 'wrong' }, { 'x-functions-key': FUNCTION_KEY.toUpperCase() }, { 'x-functions-key': `${FUNCTION_KEY}x` }, { 'x-functions-key': FUNCTION_KEY.slice(0, -1) }]) {
+    for (const headers of [{} as Record<string, string>, { 'x-functions-key': 'wrong' }, { 'x-functions-key': FUNCTION_KEY.toUpperCase() }, { 'x-functions-key': `${FUNCTION_KEY}x` }, { 'x-functions-key': FUNCTION_KEY.slice(0, -1) }]) {
       const answer = await post(host.url, body, { headers });
       watch.saw('HTTP answer', answer.text);
       expect(answer.status).toBe(401);

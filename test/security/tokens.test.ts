@@ -35,9 +35,9 @@ let strict: Webhook;
 let wide: Webhook;
 
 beforeAll(async () => {
-  [alice, bob, mallory, rotating, rotatingNext, other, kelvin] = await Promise.all(
+  [alice, bob, mallory, rotating, rotatingNext, other, kelvin] = (await Promise.all(
     ['sensor-0042', 'sensor-0043', 'mallory', 'sensor-jwks', 'sensor-jwks', 'sensor-other', 'kelvin-7'].map((id) => makeDevice(id)),
-  );
+  )) as [TestDevice, TestDevice, TestDevice, TestDevice, TestDevice, TestDevice, TestDevice];
   const made = await Promise.all(FOREIGN_ALGS.map((alg) => makeDevice(`foreign-${alg}`, alg)));
   foreign = Object.fromEntries(FOREIGN_ALGS.map((alg, i) => [alg, made[i]!])) as typeof foreign;
 
@@ -92,7 +92,7 @@ function expectRefused(answer: Awaited<ReturnType<typeof ask>>, code: ReasonCode
 }
 
 const claims = (overrides: JWTPayload = {}) => deviceClaims(alice, now, overrides);
-const raw = async (device: TestDevice, header: Record<string, unknown>, payload: unknown) => signRaw(await keyObject(device.privateKey), header, payload);
+const raw = async (device: TestDevice, header: Record<string, unknown> | string, payload: unknown) => signRaw(await keyObject(device.privateKey), header, payload);
 /** A valid token of alice's, re-assembled with one segment replaced. */
 async function withSegment(index: 0 | 1 | 2, replace: (segment: string, token: string) => string | Promise<string>): Promise<string> {
   const token = await deviceToken(alice, now);
