@@ -257,6 +257,19 @@ describe('__proto__, constructor and prototype keys', () => {
   });
 });
 
+test("pollution keys in the enrollment's initialTwin are copied as plain data, and cannot forge the provisioning tag", async () => {
+  const request = await validRequest();
+  const twin = '{"tags":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"site":"plant-7","provisioning":{"keySource":"forged"}},"properties":{"desired":{"__proto__":{"polluted":"yes"},"interval":30}}}';
+  const text = JSON.stringify(request).replace('"individualEnrollment":{', `"individualEnrollment":{"initialTwin":${twin},`);
+  const answer = await send(text);
+  expect(answer.status).toBe(200);
+  const tags = (answer.body?.initialTwin as { tags: Record<string, unknown> }).tags;
+  expect(tags.site).toBe('plant-7');
+  expect(tags.provisioning).toMatchObject({ keySource: `${alice.id}.pem`, enrollmentType: 'individual' });
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeKeys);
+});
+
 describe('enrollments, hubs and ids', () => {
   const mutate = (change: (r: Record<string, unknown>) => void) => async () => {
     const request = await validRequest();
