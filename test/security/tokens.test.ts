@@ -153,7 +153,7 @@ describe('algorithm confusion (RFC 8725 §2.1, §3.1, §3.2)', () => {
   });
 });
 
-describe('keys the token chooses for itself (RFC 8725 §3.10: do not trust received claims; §2.4)', () => {
+describe('keys the token chooses for itself (RFC 8725 §2.9 indirect attacks, §3.10 do not trust received claims)', () => {
   const malloryHeader = async (member: string) => {
     const jwk = await publicJwk(mallory);
     const values: Record<string, unknown> = {
@@ -204,7 +204,7 @@ describe('keys the token chooses for itself (RFC 8725 §3.10: do not trust recei
   });
 });
 
-describe('header processing the webhook does not do (RFC 8725 §3.1, §3.11 explicit typing; RFC 7515 §4.1.11 crit, RFC 7797 b64)', () => {
+describe('header processing the webhook does not do (RFC 8725 §3.11 explicit typing, §3.12; RFC 7515 §4.1.11 crit; RFC 7797 b64)', () => {
   const cases: Case[] = [
     ['crit naming exp', async () => ({ token: await raw(alice, { alg: 'ES256', crit: ['exp'], exp: now }, claims()) }), 'token_header_forbidden'],
     ['crit naming an unknown extension', async () => ({ token: await raw(alice, { alg: 'ES256', crit: ['x-danger'], 'x-danger': 1 }, claims()) }), 'token_header_forbidden'],
@@ -224,7 +224,7 @@ describe('header processing the webhook does not do (RFC 8725 §3.1, §3.11 expl
   });
 });
 
-describe('serializations and encodings other than compact JWS (RFC 8725 §2.7, §3.7; RFC 7515 §7)', () => {
+describe('serializations and encodings other than compact JWS (RFC 8725 §2.6 multiplicity of encodings, §3.7 UTF-8, §3.12; RFC 7515 §7)', () => {
   const cases: Case[] = [
     ['JWS JSON flattened serialization, as a string', async () => {
       const jws = await new FlattenedSign(new TextEncoder().encode(JSON.stringify(claims()))).setProtectedHeader({ alg: 'ES256' }).sign(alice.privateKey);
@@ -267,7 +267,7 @@ describe('serializations and encodings other than compact JWS (RFC 8725 §2.7, �
   test.each(cases)('%s', async (_name, make, code) => expectRefused(await ask(await make()), code));
 });
 
-describe('signature bytes (RFC 8725 §3.3, §3.4; RFC 7518 §3.4: raw R||S, 64 bytes for ES256)', () => {
+describe('signature bytes (RFC 8725 §2.1, §3.3 validate all cryptographic operations, §3.4; RFC 7518 §3.4: raw R||S, 64 bytes for ES256)', () => {
   const cases: Case[] = [
     ['signature truncated by one byte', async () => ({ token: await withSegment(2, (s) => b64u(Buffer.from(s, 'base64url').subarray(0, 63))) }), 'token_signature_invalid'],
     ['signature truncated to half', async () => ({ token: await withSegment(2, (s) => b64u(Buffer.from(s, 'base64url').subarray(0, 32))) }), 'token_signature_invalid'],
@@ -296,7 +296,7 @@ describe('signature bytes (RFC 8725 §3.3, §3.4; RFC 7518 §3.4: raw R||S, 64 b
   test.each(cases)('%s', async (_name, make, code) => expectRefused(await ask(await make()), code));
 });
 
-describe('time claims (RFC 8725 §3.8-ish: validate exp/nbf/iat; a lifetime cap)', () => {
+describe('time claims (RFC 7519 §4.1.4-4.1.6; RFC 8725 §3.10: exp/nbf/iat checked, a lifetime cap)', () => {
   const cases: Case[] = [
     ['expired (beyond the 60 s skew)', async () => ({ token: await deviceToken(alice, now - 400, { exp: now - 61 }) }), 'token_expired'],
     ['not yet valid (nbf beyond the skew)', async () => ({ token: await deviceToken(alice, now, { nbf: now + 61 }) }), 'token_not_yet_valid'],
@@ -320,7 +320,7 @@ describe('time claims (RFC 8725 §3.8-ish: validate exp/nbf/iat; a lifetime cap)
   });
 });
 
-describe('binding to this registration and this DPS (RFC 8725 §2.8 substitution, §3.9 audience)', () => {
+describe('binding to this registration and this DPS (RFC 8725 §2.7 substitution, §2.8 cross-JWT confusion, §3.8 subject, §3.9 audience)', () => {
   const cases: Case[] = [
     ['sub names another device', async () => ({ token: await deviceToken(alice, now, { sub: bob.id }) }), 'token_registration_mismatch'],
     ['registration_id names another device', async () => ({ token: await deviceToken(alice, now, { registration_id: bob.id }) }), 'token_registration_mismatch'],
@@ -364,7 +364,7 @@ describe('binding to this registration and this DPS (RFC 8725 §2.8 substitution
   });
 });
 
-describe('size (RFC 8725 §3.4: bounded input before any crypto)', () => {
+describe('size (RFC 8725 §2.9: bounded input before any key lookup or crypto)', () => {
   async function tokenOfLength(target: number): Promise<{ token: string; pad: number }> {
     // Pad a claim until the compact form is as long as base64url allows without passing `target`.
     let best = { token: '', pad: 0 };
