@@ -1,0 +1,600 @@
+/**
+ * `npm run bench`: how fast the webhook admits registrations, side by side with the floor (one P-256 signature
+ * verification each) and with the Python sample's check, on this machine, in one run.
+ *
+ *   1. floor      raw ES256 verifications/s with node:crypto, one worker thread per core
+ *   2. python     PyJWT's jwt.decode(token, pem, algorithms=["ES256"]), one process, as the Python sample runs
+ *   3. handler    webhook.handle in this process, warm key cache, many distinct devices
+ *   4. http       the `npm start` local host (a child process) under autocannon: peak, then half the peak rate
+ *   5. storm      a cold storm against the Key Vault path (real SDK, local stand-ins, a child process)
+ *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc)
+ *
+ * Prints one table and writes the figures as JSON (bench/results/latest.json, or --out FILE).
+ * Flags: --quick (the CI smoke: tiny durations and counts), --out FILE, --connections N (HTTP),
+ * --max-reads N (storm: KEY_STORE_MAX_CONCURRENT_READS), --vault-latency-ms N (storm: the stand-in's answer time).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import autocannon from 'autocannon';
+import { createWebhook } from '../functions/app/compose.js';
+import { loadConfig } from '../functions/config.js';
+import { cleanEnv, percentile, round, runNodeChild, Samples } from './lib.js';
+import { pacedLoad } from './paced.js';
+import { deviceSecretName } from '../functions/keys/names.js';
+import {
+  allocationRequest,
+  createTestCa,
+  deviceClaims,
+  keysDir,
+  makeDevice,
+  signToken,
+  startKeyVaultStandin,
+  startManagedIdentityStandin,
+  type TestDevice,
+} from './support.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..', '..');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+interface Options {
+  quick: boolean;
+  out: string;
+  connections: number;
+  maxReads: number;
+  vaultLatencyMs: number;
+  stormDevices?: number;
+  stormBurst?: number;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const options: Options = { quick: false, out: join(repoRoot, 'bench', 'results', 'latest.json'), connections: 32, maxReads: 32, vaultLatencyMs: 10 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new TypeError(`${arg} needs a value`);
+      return v;
+    };
+    const whole = (v: string) => {
+      if (!/^\d+$/.test(v) || Number(v) < 1) throw new TypeError(`${arg} must be a whole number above 0`);
+      return Number(v);
+    };
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--out') options.out = resolve(value());
+    else if (arg === '--connections') options.connections = whole(value());
+    else if (arg === '--max-reads') options.maxReads = whole(value());
+    else if (arg === '--vault-latency-ms') options.vaultLatencyMs = whole(value());
+    else if (arg === '--storm-devices') options.stormDevices = whole(value());
+    else if (arg === '--storm-burst') options.stormBurst = whole(value());
+    else throw new TypeError(`unknown argument ${arg} (use --quick, --out FILE, --connections N, --max-reads N, --vault-latency-ms N, --storm-devices N, --storm-burst N)`);
+  }
+  return options;
+}
+
+const options = parseArgs(process.argv.slice(2));
+const plan = options.quick
+  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000 }
+  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000 };
+if (options.stormDevices !== undefined) plan.stormDevices = options.stormDevices;
+if (options.stormBurst !== undefined) plan.stormBurst = options.stormBurst;
+const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Devices and tokens shared by sections 2-4
+
+const nowSeconds = Math.floor(Date.now() / 1000);
+// Long enough for the whole run (the default JWT_MAX_LIFETIME_SECONDS is 3600).
+const TOKEN_LIFETIME = 3000;
+
+async function tokenFor(device: TestDevice): Promise<string> {
+  return signToken(device.privateKey, deviceClaims(device, nowSeconds, { exp: nowSeconds + TOKEN_LIFETIME }));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. The floor
+
+interface FloorResult {
+  threads: number;
+  verificationsPerSecond: number;
+  perThread: number;
+  failed: number;
+}
+
+async function floor(): Promise<FloorResult> {
+  const threads = availableParallelism();
+  const workers = Array.from({ length: threads }, () =>
+    new Worker(new URL('./floor-worker.js', import.meta.url), { workerData: { keys: 100, durationMs: plan.floorSeconds * 1000 } }),
+  );
+  try {
+    await Promise.all(workers.map((w) => new Promise((ok, fail) => (w.once('message', ok), w.once('error', fail)))));
+    const results = await Promise.all(
+      workers.map((w) => {
+        const done = new Promise<{ count: number; failed: number; seconds: number }>((ok, fail) => (w.once('message', ok), w.once('error', fail)));
+        w.postMessage('go');
+        return done;
+      }),
+    );
+    const rate = results.reduce((sum, r) => sum + r.count / r.seconds, 0);
+    return { threads, verificationsPerSecond: rate, perThread: rate / threads, failed: results.reduce((s, r) => s + r.failed, 0) };
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. The Python sample's check
+
+const PYTHON = '/usr/bin/python3';
+const PYTHON_SCRIPT = `
+import json, sys, time
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+cases = json.load(sys.stdin)
+seconds = float(sys.argv[1])
+def run(key_of):
+    n = 0
+    started = time.perf_counter()
+    end = started + seconds
+    while time.perf_counter() < end:
+        for token, pem in cases:
+            claims = jwt.decode(token, key_of(pem), algorithms=["ES256"])
+            assert claims["registration_id"]
+        n += len(cases)
+    return n / (time.perf_counter() - started)
+loaded = {pem: load_pem_public_key(pem.encode()) for _, pem in cases}
+sample = run(lambda pem: pem)
+preloaded = run(lambda pem: loaded[pem])
+print(json.dumps({"decodesPerSecond": sample, "preloadedKeyDecodesPerSecond": preloaded, "pyjwt": jwt.__version__}))
+`;
+
+type PythonResult =
+  | { skipped: false; decodesPerSecond: number; preloadedKeyDecodesPerSecond: number; pyjwt: string }
+  | { skipped: true; note: string };
+
+async function python(devices: readonly TestDevice[]): Promise<PythonResult> {
+  const probe = spawnSync(PYTHON, ['-c', 'import jwt, cryptography'], { encoding: 'utf8' });
+  if (probe.error !== undefined || probe.status !== 0) {
+    return { skipped: true, note: `${PYTHON} cannot import jwt (install Debian's python3-jwt); PyJWT column skipped` };
+  }
+  // The Python sample's claims: no sub/aud, which PyJWT would check against arguments the sample does not pass.
+  const cases = await Promise.all(
+    devices.slice(0, 100).map(async (d) => [
+      await signToken(d.privateKey, { registration_id: d.id, id_scope: '0ne00ABC123', provisioning_host: 'global.azure-devices-provisioning.net', iat: nowSeconds, exp: nowSeconds + TOKEN_LIFETIME }),
+      d.publicPem,
+    ]),
+  );
+  return new Promise((ok, fail) => {
+    const child = spawn(PYTHON, ['-c', PYTHON_SCRIPT, String(plan.pythonSeconds)], { stdio: ['pipe', 'pipe', 'inherit'], env: cleanEnv({}) });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (plan.pythonSeconds * 2 + 30) * 1000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return fail(new Error(`the PyJWT run exited with ${code}`));
+      ok({ skipped: false, ...(JSON.parse(out) as { decodesPerSecond: number; preloadedKeyDecodesPerSecond: number; pyjwt: string }) });
+    });
+    child.stdin.end(JSON.stringify(cases));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. The handler in process
+
+interface HandlerResult {
+  devices: number;
+  concurrency: number;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  storeReads: number;
+}
+
+async function handler(keyDir: string, bodies: readonly string[]): Promise<HandlerResult> {
+  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: keyDir }));
+  const concurrency = 64;
+  // Warm the key cache: every device once.
+  for (let i = 0; i < bodies.length; i += concurrency) {
+    const answers = await Promise.all(bodies.slice(i, i + concurrency).map((body) => webhook.handle({ body, contentType: 'application/json' })));
+    const bad = answers.find((a) => a.status !== 200);
+    if (bad !== undefined) throw new Error(`warm-up: a device was refused (${JSON.stringify(bad.body)})`);
+  }
+  const latencies = new Samples();
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const end = started + plan.handlerSeconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const body = bodies[next++ % bodies.length]!;
+        const t0 = performance.now();
+        const answer = await webhook.handle({ body, contentType: 'application/json' });
+        latencies.push(performance.now() - t0);
+        if (answer.status !== 200) errors += 1;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = latencies.sorted();
+  await webhook.close();
+  return {
+    devices: bodies.length,
+    concurrency,
+    requestsPerSecond: latencies.length / seconds,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    errors,
+    storeReads: webhook.keyCache.stats.reads,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Over HTTP, through the `npm start` host in its own process
+
+interface LoadResult {
+  connections: number;
+  targetRate: number | null;
+  requestsPerSecond: number;
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  non2xx: number;
+}
+
+interface HttpResult {
+  peak: LoadResult;
+  /** autocannon with overallRate = half the peak: each connection's quota leaves at the start of every second. */
+  halfPeak: LoadResult;
+  /** The same rate arriving evenly (open loop, latency from the moment each request was due). */
+  halfPeakPaced: LoadResult;
+  /** Decision lines the host wrote to its stdout (a file here), one per request. */
+  logLines: number;
+}
+
+async function startHostProcess(keyDir: string, workDir: string): Promise<{ url: string; logFile: string; stop(): Promise<void> }> {
+  const logFile = join(workDir, 'local-host.log');
+  const fd = openSync(logFile, 'w');
+  // cwd: an empty folder, so no local.settings.json changes the settings; env: only what the bench sets.
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'local-host', 'main.js')], {
+    cwd: workDir,
+    env: cleanEnv({ DEVICE_KEYS_DIR: keyDir, PORT: '0' }),
+    stdio: ['ignore', fd, 'inherit'],
+  });
+  closeSync(fd);
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const first = readFileSync(logFile, 'utf8').split('\n')[0] ?? '';
+    const url = /listening on (http:\/\/\S+)/.exec(first)?.[1];
+    if (url !== undefined) {
+      return {
+        url,
+        logFile,
+        stop: async () => {
+          child.kill('SIGTERM');
+          await Promise.race([exited, new Promise((ok) => setTimeout(ok, 5_000))]);
+          if (child.exitCode === null) child.kill('SIGKILL');
+        },
+      };
+    }
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('the local host did not start (see its output above)');
+    }
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+async function load(url: string, bodies: readonly string[], connections: number, seconds: number, overallRate?: number): Promise<LoadResult> {
+  const { origin, pathname } = new URL(url);
+  const latencies = new Samples();
+  const instance = autocannon({
+    url: origin,
+    connections,
+    duration: seconds,
+    ...(overallRate !== undefined && { overallRate, ignoreCoordinatedOmission: true }),
+    // Distinct devices in turn; each body is built into a request buffer once.
+    requests: bodies.map((body) => ({ method: 'POST' as const, path: pathname, headers: { 'content-type': 'application/json' }, body })),
+  });
+  // autocannon's own histogram has 1 ms steps; keep every response time at full resolution.
+  instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
+    if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime);
+  });
+  const result = await instance;
+  const sorted = latencies.sorted();
+  return {
+    connections,
+    targetRate: overallRate ?? null,
+    requestsPerSecond: result.requests.total / (result.duration || seconds),
+    requests: result.requests.total,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+async function http(keyDir: string, bodies: readonly string[], workDir: string): Promise<HttpResult> {
+  const host = await startHostProcess(keyDir, workDir);
+  try {
+    // Warm the key cache with every device once (autocannon's connections all start at the first request), then the JIT.
+    for (let i = 0; i < bodies.length; i += 32) {
+      await Promise.all(
+        bodies.slice(i, i + 32).map(async (body) => {
+          const res = await fetch(host.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          await res.arrayBuffer();
+          if (res.status !== 200) throw new Error(`warm-up: a device was refused over HTTP (${res.status})`);
+        }),
+      );
+    }
+    await load(host.url, bodies, options.connections, Math.min(2, plan.httpSeconds));
+    const peak = await load(host.url, bodies, options.connections, plan.httpSeconds);
+    const half = Math.max(1, Math.floor(peak.requestsPerSecond / 2));
+    const halfPeak = await load(host.url, bodies, options.connections, plan.httpSeconds, half);
+    const paced = await pacedLoad(host.url, bodies, half, plan.httpSeconds, options.connections * 2);
+    const pacedSorted = paced.latencies.sorted();
+    const halfPeakPaced: LoadResult = {
+      connections: options.connections * 2,
+      targetRate: half,
+      requestsPerSecond: paced.latencies.length / paced.seconds,
+      requests: paced.sent,
+      p50Ms: percentile(pacedSorted, 50),
+      p99Ms: percentile(pacedSorted, 99),
+      errors: paced.errors,
+      non2xx: paced.non2xx,
+    };
+    await host.stop();
+    const logLines = readFileSync(host.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).length;
+    return { peak, halfPeak, halfPeakPaced, logLines };
+  } finally {
+    await host.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. The cold storm (Key Vault path) and 6. memory, each in its own process
+
+interface StormChildResult {
+  registrations: number;
+  ok: number;
+  refused: number;
+  unanswered: number;
+  waves: Array<{ sent: number; ok: number; retry: number; other: number; seconds: number; p99Ms: number; retryAfterSeconds: number }>;
+  secondsToAdmitAll: number;
+  cacheReads: number;
+  blockedConnections: number;
+}
+
+interface StormResult extends StormChildResult {
+  devices: number;
+  burstPerDevice: number;
+  vaultLatencyMs: number;
+  firstWaveRegistrationsPerSecond: number;
+  firstWaveOk: number;
+  vaultReads: number;
+  vaultReadsPerDevice: number;
+  peakConcurrentVaultReads: number;
+  maxConcurrentReads: number;
+  challenges: number;
+  tokenRequests: number;
+}
+
+async function storm(workDir: string): Promise<StormResult> {
+  // A throwaway CA: the stand-in's certificate is issued by it, and the webhook process trusts it through
+  // NODE_EXTRA_CA_CERTS, as the test suite's global setup does. Certificate checks stay on.
+  const ca = await createTestCa();
+  const certFile = join(workDir, 'ca.pem');
+  writeFileSync(certFile, ca.certPem);
+  const mi = await startManagedIdentityStandin();
+  const vault = await startKeyVaultStandin({ acceptsToken: mi.isIssuedToken, ca });
+  try {
+    const devices = await Promise.all(Array.from({ length: plan.stormDevices }, (_, i) => makeDevice(`storm-device-${i}`)));
+    for (const device of devices) vault.setSecret(deviceSecretName(device.id), device.publicPem);
+    // Each device's burst, interleaved: every device's first registration, then every second one, and so on.
+    const bodies: string[] = new Array<string>(devices.length * plan.stormBurst);
+    await Promise.all(
+      devices.flatMap((device, d) =>
+        Array.from({ length: plan.stormBurst }, async (_, b) => {
+          const token = await signToken(device.privateKey, deviceClaims(device, nowSeconds, { exp: nowSeconds + TOKEN_LIFETIME }));
+          bodies[b * devices.length + d] = JSON.stringify(allocationRequest({ registrationId: device.id, token }));
+        }),
+      ),
+    );
+    const bodiesFile = join(workDir, 'storm-bodies.json');
+    writeFileSync(bodiesFile, JSON.stringify(bodies));
+    // A real vault read takes milliseconds; an instant answer would never overlap another.
+    vault.setFault({ kind: 'delay', ms: options.vaultLatencyMs });
+    vault.resetCounters();
+    const child = await runNodeChild<StormChildResult>(
+      [join(here, 'storm.js'), bodiesFile],
+      cleanEnv({
+        NODE_EXTRA_CA_CERTS: certFile,
+        // The managed identity stand-in, in the environment from the first instruction: no credential can ever
+        // probe the instance metadata address. AZURE_TOKEN_CREDENTIALS=prod keeps developer tools out of the chain.
+        IDENTITY_ENDPOINT: mi.endpoint,
+        IDENTITY_HEADER: mi.identityHeader,
+        AZURE_TOKEN_CREDENTIALS: 'prod',
+        KEY_VAULT_URL: vault.url,
+        // The stand-in's challenge names https://vault.azure.net, which is not its own host name.
+        KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: 'true',
+        KEY_STORE_MAX_CONCURRENT_READS: String(options.maxReads),
+      }),
+      300_000,
+    );
+    const first = child.waves[0];
+    return {
+      ...child,
+      devices: plan.stormDevices,
+      burstPerDevice: plan.stormBurst,
+      vaultLatencyMs: options.vaultLatencyMs,
+      firstWaveRegistrationsPerSecond: first === undefined ? 0 : first.sent / first.seconds,
+      firstWaveOk: first?.ok ?? 0,
+      vaultReads: vault.reads(),
+      vaultReadsPerDevice: vault.reads() / plan.stormDevices,
+      peakConcurrentVaultReads: vault.peakConcurrentReads,
+      maxConcurrentReads: options.maxReads,
+      challenges: vault.challenges,
+      tokenRequests: mi.tokenRequests,
+    };
+  } finally {
+    await vault.stop();
+    await mi.stop();
+  }
+}
+
+interface MemoryResult {
+  keys: number;
+  cachedEntries: number;
+  storeReads: number;
+  extraReadsWhenAdmitting: number;
+  sampleAdmitted: number;
+  sampleSize: number;
+  gcExposed: boolean;
+  baselineRssMB: number;
+  rssMB: number;
+  heapUsedMB: number;
+  externalMB: number;
+  bytesPerKey: number;
+}
+
+function memory(): Promise<MemoryResult> {
+  return runNodeChild<MemoryResult>(['--expose-gc', join(here, 'memory.js'), String(plan.memoryKeys)], cleanEnv({}), 600_000);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The report
+
+function machine() {
+  const list = cpus();
+  return {
+    cores: availableParallelism(),
+    cpu: list[0]?.model.trim() ?? 'unknown',
+    memoryGB: round(totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    // Other work on the machine skews every figure; this is the 1-minute load average when the run started.
+    loadAverage1m: round(loadavg()[0] ?? 0, 2),
+  };
+}
+
+function table(results: Results): string {
+  const { floor: f, python: py, handler: h, http: w, storm: s, memory: m, ratios: r } = results;
+  const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const rows: string[][] = [
+    ['#', 'what', 'rate /s', 'p50 ms', 'p99 ms', 'errors', 'notes'],
+    ['1', `floor: node:crypto ES256 verify, ${f.threads} threads`, n(f.verificationsPerSecond), '', '', n(f.failed), `${n(f.perThread)} /s per thread`],
+    py.skipped
+      ? ['2', 'Python sample: PyJWT jwt.decode', 'skipped', '', '', '', py.note]
+      : ['2', `Python sample: PyJWT ${py.pyjwt} jwt.decode, 1 process`, n(py.decodesPerSecond), '', '', '0', `${n(py.preloadedKeyDecodesPerSecond)} /s with a pre-loaded key`],
+    ['3', `handler in process, ${n(h.devices)} devices, ${h.concurrency} in flight`, n(h.requestsPerSecond), n(h.p50Ms, 2), n(h.p99Ms, 2), n(h.errors), `${n(h.storeReads)} key reads (warm)`],
+    ['4', `HTTP local host, autocannon ${w.peak.connections} conns, peak`, n(w.peak.requestsPerSecond), n(w.peak.p50Ms, 2), n(w.peak.p99Ms, 2), n(w.peak.errors + w.peak.non2xx), `${n(w.peak.requests)} requests`],
+    ['4b', `HTTP at half the peak, autocannon overallRate ${n(w.halfPeak.targetRate ?? 0)} /s`, n(w.halfPeak.requestsPerSecond), n(w.halfPeak.p50Ms, 2), n(w.halfPeak.p99Ms, 2), n(w.halfPeak.errors + w.halfPeak.non2xx), 'quota sent in a burst each second'],
+    ['4c', `HTTP at half the peak, evenly paced ${n(w.halfPeakPaced.targetRate ?? 0)} /s`, n(w.halfPeakPaced.requestsPerSecond), n(w.halfPeakPaced.p50Ms, 2), n(w.halfPeakPaced.p99Ms, 2), n(w.halfPeakPaced.errors + w.halfPeakPaced.non2xx), 'open loop, latency from due time'],
+    ['5', `cold storm, Key Vault (${s.vaultLatencyMs} ms a read): ${n(s.devices)} devices x ${s.burstPerDevice} at once`, '', '', n(s.waves[0]?.p99Ms ?? 0, 1), n(s.refused + s.unanswered),
+      `vault reads ${n(s.vaultReads)} (${n(s.vaultReadsPerDevice, 2)}/device), peak ${s.peakConcurrentVaultReads} at once (limit ${s.maxConcurrentReads}); wave 1: ${n(s.firstWaveOk)} ok, ${n(s.waves[0]?.retry ?? 0)} x 503; all admitted after ${s.waves.length} waves, ${n(s.secondsToAdmitAll, 1)} s`],
+    ['6', `memory, ${n(m.keys)} cached device keys`, '', '', '', '', `RSS ${n(m.rssMB, 1)} MB (heap ${n(m.heapUsedMB, 1)} MB; empty ${n(m.baselineRssMB, 1)} MB; ${n(m.bytesPerKey)} B/key)`],
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
+  const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
+  const out = [line(rows[0]!), `|${widths.map((w2, c) => (c >= 2 && c <= 5 ? `${'-'.repeat(w2 + 1)}:` : `${'-'.repeat(w2 + 2)}`)).join('|')}|`, ...rows.slice(1).map(line)];
+  const pct = (v: number | null) => (v === null ? 'n/a' : `${n(v * 100)}%`);
+  const x = (v: number | null) => (v === null ? 'n/a' : `${n(v, 2)}x`);
+  out.push('');
+  out.push(`ratios: 4/1 HTTP vs floor ${pct(r.httpVsFloor)} (target >= 50%) | 4/2 HTTP vs PyJWT ${x(r.httpVsPython)} (target >= 3x) | 3/1 handler vs floor ${pct(r.handlerVsFloor)}`);
+  out.push(`machine: ${results.machine.cores} cores, ${results.machine.cpu}, ${results.machine.memoryGB} GB, node ${results.machine.node}, load average ${results.machine.loadAverage1m} at start${results.quick ? '  [--quick: smoke figures, not a measurement]' : ''}`);
+  return out.join('\n');
+}
+
+interface Results {
+  version: 1;
+  quick: boolean;
+  startedAt: string;
+  machine: ReturnType<typeof machine>;
+  floor: FloorResult;
+  python: PythonResult;
+  handler: HandlerResult;
+  http: HttpResult;
+  storm: StormResult;
+  memory: MemoryResult;
+  ratios: { httpVsFloor: number; httpVsPython: number | null; handlerVsFloor: number };
+  targets: Record<string, { target: string; value: number | null; met: boolean | null }>;
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const workDir = mkdtempSync(join(tmpdir(), 'dps-bench-'));
+  try {
+    progress(`machine: ${availableParallelism()} cores, node ${process.version}${options.quick ? ' (quick)' : ''}`);
+    progress(`making ${plan.devices} devices and their tokens`);
+    const devices = await Promise.all(Array.from({ length: plan.devices }, (_, i) => makeDevice(`bench-device-${i}`)));
+    const keyDir = await keysDir(devices);
+    const bodies = await Promise.all(devices.map(async (d) => JSON.stringify(allocationRequest({ registrationId: d.id, token: await tokenFor(d) }))));
+
+    progress(`1/6 floor: ${plan.floorSeconds} s on ${availableParallelism()} threads`);
+    const floorResult = await floor();
+    progress(`2/6 PyJWT: ${plan.pythonSeconds} s x 2`);
+    const pythonResult = await python(devices);
+    progress(`3/6 handler in process: ${plan.handlerSeconds} s`);
+    const handlerResult = await handler(keyDir, bodies);
+    progress(`4/6 HTTP: warm-up, then ${plan.httpSeconds} s at peak and twice ${plan.httpSeconds} s at half the peak`);
+    const httpResult = await http(keyDir, bodies, workDir);
+    progress(`5/6 cold storm: ${plan.stormDevices} devices x ${plan.stormBurst} against the Key Vault stand-in (${options.vaultLatencyMs} ms a read)`);
+    const stormResult = await storm(workDir);
+    progress(`6/6 memory: ${plan.memoryKeys} cached keys`);
+    const memoryResult = await memory();
+    rmSync(keyDir, { recursive: true, force: true });
+
+    const httpRate = httpResult.peak.requestsPerSecond;
+    const pythonRate = pythonResult.skipped ? null : pythonResult.decodesPerSecond;
+    const ratios = {
+      httpVsFloor: httpRate / floorResult.verificationsPerSecond,
+      httpVsPython: pythonRate === null ? null : httpRate / pythonRate,
+      handlerVsFloor: handlerResult.requestsPerSecond / floorResult.verificationsPerSecond,
+    };
+    const httpErrors = [httpResult.peak, httpResult.halfPeak, httpResult.halfPeakPaced].reduce((sum, r) => sum + r.errors + r.non2xx, 0);
+    const results: Results = {
+      version: 1,
+      quick: options.quick,
+      startedAt,
+      machine: machine(),
+      floor: floorResult,
+      python: pythonResult,
+      handler: handlerResult,
+      http: httpResult,
+      storm: stormResult,
+      memory: memoryResult,
+      ratios,
+      targets: {
+        httpVsFloor: { target: '>= 0.5', value: ratios.httpVsFloor, met: ratios.httpVsFloor >= 0.5 },
+        httpVsPython: { target: '>= 3', value: ratios.httpVsPython, met: ratios.httpVsPython === null ? null : ratios.httpVsPython >= 3 },
+        httpErrors: { target: '= 0', value: httpErrors, met: httpErrors === 0 },
+        p99AtHalfPeakMs: { target: '<= 10', value: httpResult.halfPeak.p99Ms, met: httpResult.halfPeak.p99Ms <= 10 },
+        p99AtHalfPeakPacedMs: { target: '<= 10', value: httpResult.halfPeakPaced.p99Ms, met: httpResult.halfPeakPaced.p99Ms <= 10 },
+        vaultReadsPerDevice: { target: '= 1', value: stormResult.vaultReadsPerDevice, met: stormResult.vaultReads === stormResult.devices },
+        stormLoopbackOnly: { target: '= 0 connections off loopback', value: stormResult.blockedConnections, met: stormResult.blockedConnections === 0 },
+        stormAllAdmitted: { target: '= registrations', value: stormResult.ok, met: stormResult.ok === stormResult.registrations },
+        peakConcurrentVaultReads: { target: `<= ${stormResult.maxConcurrentReads}`, value: stormResult.peakConcurrentVaultReads, met: stormResult.peakConcurrentVaultReads <= stormResult.maxConcurrentReads },
+        memoryRssMB: { target: `<= 200 at 100,000 keys`, value: memoryResult.rssMB, met: memoryResult.keys >= 100_000 ? memoryResult.rssMB <= 200 : null },
+      },
+    };
+
+    mkdirSync(dirname(options.out), { recursive: true });
+    writeFileSync(options.out, `${JSON.stringify(results, null, 2)}\n`);
+    process.stdout.write(`${table(results)}\n`);
+    const missed = Object.entries(results.targets).filter(([, t]) => t.met === false).map(([name]) => name);
+    process.stdout.write(`targets missed: ${missed.length === 0 ? 'none' : missed.join(', ')}\nresults: ${options.out}\n`);
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+await main();

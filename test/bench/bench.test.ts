@@ -1,0 +1,79 @@
+/**
+ * Smoke test of `npm run bench`: the script runs end to end in its --quick form and writes every section as
+ * numbers, so it cannot rot. No assertion here is about speed: CI machines vary, and the figures are for people
+ * (docs/performance.md), not for a gate.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const script = join(root, 'dist', 'bench', 'run.js');
+const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
+    child.once('error', fail);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+const isNumber = (value: unknown) => typeof value === 'number' && Number.isFinite(value);
+
+function expectNumbers(section: Record<string, unknown>, names: string[], where: string): void {
+  for (const name of names) expect(isNumber(section[name]), `${where}.${name} = ${JSON.stringify(section[name])}`).toBe(true);
+}
+
+describe('npm run bench --quick', () => {
+  it('runs every section and writes the figures as JSON', async () => {
+    expect(existsSync(script), 'dist/bench/run.js is missing: run `npm run build` first (npm test does)').toBe(true);
+    const out = join(dir, 'results.json');
+    const { code, stdout, stderr } = await run(['--quick', '--out', out]);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('| #');
+
+    const results = JSON.parse(readFileSync(out, 'utf8')) as Record<string, Record<string, unknown>> & { quick: boolean };
+    expect(results.quick).toBe(true);
+    expectNumbers(results.machine!, ['cores', 'memoryGB', 'loadAverage1m'], 'machine');
+    expect(typeof results.machine!.node).toBe('string');
+
+    expectNumbers(results.floor!, ['threads', 'verificationsPerSecond', 'perThread', 'failed'], 'floor');
+    expect(results.floor!.failed).toBe(0);
+
+    // PyJWT is measured when /usr/bin/python3 can import it (CI installs python3-jwt), else skipped with a note.
+    if (results.python!.skipped === true) expect(typeof results.python!.note).toBe('string');
+    else expectNumbers(results.python!, ['decodesPerSecond', 'preloadedKeyDecodesPerSecond'], 'python');
+
+    expectNumbers(results.handler!, ['devices', 'concurrency', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'errors', 'storeReads'], 'handler');
+
+    const http = results.http as Record<string, Record<string, unknown>>;
+    for (const run of ['peak', 'halfPeak', 'halfPeakPaced']) {
+      expectNumbers(http[run]!, ['connections', 'requestsPerSecond', 'requests', 'p50Ms', 'p99Ms', 'errors', 'non2xx'], `http.${run}`);
+    }
+    expectNumbers(http as unknown as Record<string, unknown>, ['logLines'], 'http');
+
+    expectNumbers(
+      results.storm!,
+      ['devices', 'burstPerDevice', 'registrations', 'ok', 'vaultReads', 'vaultReadsPerDevice', 'peakConcurrentVaultReads', 'maxConcurrentReads', 'secondsToAdmitAll', 'tokenRequests', 'blockedConnections'],
+      'storm',
+    );
+    expect(results.storm!.blockedConnections).toBe(0);
+
+    expectNumbers(results.memory!, ['keys', 'cachedEntries', 'baselineRssMB', 'rssMB', 'heapUsedMB', 'bytesPerKey'], 'memory');
+
+    expectNumbers(results.ratios!, ['httpVsFloor', 'handlerVsFloor'], 'ratios');
+    expect(results.ratios!.httpVsPython === null || isNumber(results.ratios!.httpVsPython)).toBe(true);
+  }, 120_000);
+});
