@@ -1,15 +1,21 @@
 /**
- * Section 6, run as its own process by run.ts (with --expose-gc) so its resident set is the webhook's alone: the
- * memory of a process whose key cache holds N distinct devices' imported keys.
+ * Section 6, run as child processes by run.ts, so the resident set measured is the webhook's alone: the memory of a
+ * process whose key cache holds N distinct devices' imported keys.
  *
- * The cache is the webhook's own (`createWebhook(config, { keyStore })`): an in-memory KeyStore makes a fresh P-256
- * key per device name and imports it with the production parser, as the folder or Key Vault store would. The cache
- * is filled through `webhook.keyCache`, then a sample of devices is admitted through `webhook.handle` to show the
- * entries are the ones the handler uses (no new store reads).
+ *   node dist/bench/memory.js keygen <keys> <file>   makes N P-256 key pairs; writes one line per device: the public
+ *                                                    key (SPKI DER, base64) and, for a sample, the private key
+ *   node --expose-gc dist/bench/memory.js measure <file>
  *
- * Usage: node --expose-gc dist/bench/memory.js <keys>
+ * The keys are made in another process because production never makes keys: freed private keys would leave the
+ * measuring process's allocator fragmented and its RSS higher than a webhook's. The measuring process streams the
+ * file into the webhook's own cache (`createWebhook(config, { keyStore })`, an in-memory KeyStore whose values go
+ * through the production parser, as the folder or Key Vault store's do), through `webhook.keyCache`; then admits the
+ * sample devices through `webhook.handle`, to show the entries are the ones the handler uses (no new store reads).
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
@@ -17,8 +23,27 @@ import { parseKeyMaterial } from '../functions/keys/parse.js';
 import type { KeyLookup, KeyStore } from '../functions/keys/types.js';
 import { allocationRequest, signToken } from './support.js';
 
-const keyCount = Number(process.argv[2] ?? 100_000);
-const SAMPLE = Math.min(1000, keyCount);
+const [mode, countOrFile, fileArg] = process.argv.slice(2);
+const SAMPLE = 1000;
+const idOf = (i: number) => `mem-device-${i}`;
+
+if (mode === 'keygen') {
+  const keyCount = Number(countOrFile);
+  const sampleEvery = Math.max(1, Math.floor(keyCount / SAMPLE));
+  const out = createWriteStream(fileArg!);
+  for (let i = 0; i < keyCount; i++) {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+    const pkcs8 = i % sampleEvery === 0 ? privateKey.export({ type: 'pkcs8', format: 'der' }).toString('base64') : '';
+    if (!out.write(`${spki} ${pkcs8}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+  process.stdout.write(`${JSON.stringify({ keys: keyCount })}\n`);
+  process.exit(0);
+}
+if (mode !== 'measure' || countOrFile === undefined) throw new TypeError('usage: memory.js keygen <keys> <file> | memory.js measure <file>');
+
 const gc = (globalThis as { gc?: () => void }).gc;
 const settle = async () => {
   for (let i = 0; i < 3; i++) {
@@ -32,34 +57,43 @@ const snapshot = () => {
   return { rssMB: m.rss / MB, heapUsedMB: m.heapUsed / MB, externalMB: m.external / MB };
 };
 
-// Private keys of a spread-out sample of devices, to sign their tokens; all others are dropped once imported.
-const signers = new Map<string, KeyObject>();
-const sampleEvery = Math.max(1, Math.floor(keyCount / SAMPLE));
-const idOf = (i: number) => `mem-device-${i}`;
+// What the store holds, by device: the PEM it would read from a file or a secret. Filled line by line below and
+// emptied as the cache takes each key, so the store itself holds (almost) nothing at measuring time.
+const stored = new Map<string, string>();
 const names = (lookup: KeyLookup) => [`device:${lookup.registrationId.toLowerCase()}`];
 const store: KeyStore = {
   async read(name) {
     const id = name.slice('device:'.length);
-    const i = Number(id.slice('mem-device-'.length));
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    if (i % sampleEvery === 0) signers.set(id, privateKey);
-    const pem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    const pem = stored.get(id);
+    stored.delete(id);
+    if (pem === undefined) return undefined;
     return { keys: await parseKeyMaterial(pem, ['ES256'], `${id}.pem`), enabled: true, tags: {}, origin: `${id}.pem` };
   },
 };
+const signers = new Map<string, KeyObject>();
 
-const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: tmpdir(), KEY_CACHE_MAX_ENTRIES: String(Math.max(200_000, keyCount)) }), {
+const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: tmpdir(), KEY_CACHE_MAX_ENTRIES: '10000000' }), {
   keyStore: { store, names },
 });
 await settle();
 const before = snapshot();
 
-const BATCH = 256;
-for (let i = 0; i < keyCount; i += BATCH) {
-  const batch = [];
-  for (let j = i; j < Math.min(keyCount, i + BATCH); j++) batch.push(webhook.keyCache.get(names({ registrationId: idOf(j) })[0]!));
-  await Promise.all(batch);
+// Stream the file in, a batch at a time.
+let keyCount = 0;
+let batch: Promise<unknown>[] = [];
+for await (const line of createInterface({ input: createReadStream(countOrFile), crlfDelay: Infinity })) {
+  if (line === '') continue;
+  const [spki, pkcs8] = line.split(' ');
+  const id = idOf(keyCount++);
+  stored.set(id, `-----BEGIN PUBLIC KEY-----\n${spki!.match(/.{1,64}/g)!.join('\n')}\n-----END PUBLIC KEY-----\n`);
+  if (pkcs8) signers.set(id, createPrivateKey({ key: Buffer.from(pkcs8, 'base64'), format: 'der', type: 'pkcs8' }));
+  batch.push(webhook.keyCache.get(names({ registrationId: id })[0]!));
+  if (batch.length === 256) {
+    await Promise.all(batch);
+    batch = [];
+  }
 }
+await Promise.all(batch);
 
 // The handler uses these very entries: admitting the sample must not read the store again.
 const readsAfterFill = webhook.keyCache.stats.reads;

@@ -12,6 +12,8 @@ export async function pacedLoad(url: string, bodies: readonly string[], rate: nu
   const agent = new Agent({ keepAlive: true, maxSockets });
   const { hostname, port, pathname } = new URL(url);
   const latencies = new Samples();
+  // From the moment the request actually left: the part of the latency that is not the generator's own lag.
+  const fromSend = new Samples();
   let sent = 0;
   let answered = 0;
   let non2xx = 0;
@@ -22,13 +24,17 @@ export async function pacedLoad(url: string, bodies: readonly string[], rate: nu
     const send = (due: number) => {
       const body = bodies[sent % bodies.length]!;
       sent += 1;
+      const left = performance.now();
       const req = request(
         { agent, hostname, port, path: pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
         (res) => {
           res.resume();
           res.once('end', () => {
-            if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) latencies.push(performance.now() - due);
-            else non2xx += 1;
+            if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) {
+              const at = performance.now();
+              latencies.push(at - due);
+              fromSend.push(at - left);
+            } else non2xx += 1;
             if (++answered === total) resolve();
           });
         },
@@ -54,5 +60,5 @@ export async function pacedLoad(url: string, bodies: readonly string[], rate: nu
   });
   const elapsed = (performance.now() - started) / 1000;
   agent.destroy();
-  return { latencies, sent, non2xx, errors, seconds: elapsed };
+  return { latencies, fromSend, sent, non2xx, errors, seconds: elapsed };
 }

@@ -466,8 +466,10 @@ interface MemoryResult {
   bytesPerKey: number;
 }
 
-function memory(): Promise<MemoryResult> {
-  return runNodeChild<MemoryResult>(['--expose-gc', join(here, 'memory.js'), String(plan.memoryKeys)], cleanEnv({}), 600_000);
+async function memory(workDir: string): Promise<MemoryResult> {
+  const keyFile = join(workDir, 'memory-keys.txt');
+  await runNodeChild<{ keys: number }>([join(here, 'memory.js'), 'keygen', String(plan.memoryKeys), keyFile], cleanEnv({}), 600_000);
+  return runNodeChild<MemoryResult>(['--expose-gc', join(here, 'memory.js'), 'measure', keyFile], cleanEnv({}), 600_000);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -550,7 +552,7 @@ async function main(): Promise<void> {
     progress(`5/6 cold storm: ${plan.stormDevices} devices x ${plan.stormBurst} against the Key Vault stand-in (${options.vaultLatencyMs} ms a read)`);
     const stormResult = await storm(workDir);
     progress(`6/6 memory: ${plan.memoryKeys} cached keys`);
-    const memoryResult = await memory();
+    const memoryResult = await memory(workDir);
     rmSync(keyDir, { recursive: true, force: true });
 
     const httpRate = httpResult.peak.requestsPerSecond;
