@@ -539,11 +539,12 @@ interface Results {
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const workDir = mkdtempSync(join(tmpdir(), 'dps-bench-'));
+  let keyDir: string | undefined;
   try {
     progress(`machine: ${availableParallelism()} cores, node ${process.version}${options.quick ? ' (quick)' : ''}`);
     progress(`making ${plan.devices} devices and their tokens`);
     const devices = await Promise.all(Array.from({ length: plan.devices }, (_, i) => makeDevice(`bench-device-${i}`)));
-    const keyDir = await keysDir(devices);
+    keyDir = await keysDir(devices);
     const bodies = await Promise.all(devices.map(async (d) => JSON.stringify(allocationRequest({ registrationId: d.id, token: await tokenFor(d) }))));
 
     progress(`1/6 floor: ${plan.floorSeconds} s on ${availableParallelism()} threads`);
@@ -558,7 +559,6 @@ async function main(): Promise<void> {
     const stormResult = await storm(workDir);
     progress(`6/6 memory: ${plan.memoryKeys} cached keys`);
     const memoryResult = await memory(workDir);
-    rmSync(keyDir, { recursive: true, force: true });
 
     const httpRate = httpResult.peak.requestsPerSecond;
     const pythonRate = pythonResult.skipped ? null : pythonResult.decodesPerSecond;
@@ -601,6 +601,7 @@ async function main(): Promise<void> {
     process.stdout.write(`targets missed: ${missed.length === 0 ? 'none' : missed.join(', ')}\nresults: ${options.out}\n`);
   } finally {
     rmSync(workDir, { recursive: true, force: true });
+    if (keyDir !== undefined) rmSync(keyDir, { recursive: true, force: true });
   }
 }
 
