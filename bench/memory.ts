@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { parseKeyMaterial } from '../functions/keys/parse.js';
-import type { KeyLookup, KeyStore } from '../functions/keys/types.js';
+import { NO_TAGS, type KeyLookup, type KeyStore } from '../functions/keys/types.js';
 import { allocationRequest, signToken } from './support.js';
 
 const [mode, countOrFile, fileArg] = process.argv.slice(2);
@@ -67,7 +67,7 @@ const store: KeyStore = {
     const pem = stored.get(id);
     stored.delete(id);
     if (pem === undefined) return undefined;
-    return { keys: await parseKeyMaterial(pem, ['ES256'], `${id}.pem`), enabled: true, tags: {}, origin: `${id}.pem` };
+    return { keys: await parseKeyMaterial(pem, ['ES256'], `${id}.pem`), enabled: true, tags: NO_TAGS, origin: `${id}.pem` };
   },
 };
 const signers = new Map<string, KeyObject>();

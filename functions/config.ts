@@ -24,6 +24,8 @@ export interface KeyCacheConfig {
   readonly staleIfErrorMs: number;
   /** Most key sets kept; the least recently used go first. */
   readonly maxEntries: number;
+  /** Most keys kept imported (about 8 KB each); the rest are kept as JWKs and imported again when used. */
+  readonly maxImportedKeys: number;
   /** A token whose kid is unknown triggers at most one re-read of that name per this interval. */
   readonly unknownKidCooldownMs: number;
   /** Most store reads in flight at once, so a registration storm cannot trip the store's throttling. */
@@ -239,6 +241,7 @@ export function loadConfig(env: Env): WebhookConfig {
       negativeTtlMs: integer(env, 'KEY_CACHE_NEGATIVE_TTL_SECONDS', 30, 0, 3600) * 1000,
       staleIfErrorMs: integer(env, 'KEY_CACHE_STALE_IF_ERROR_SECONDS', 3600, 0, 7 * 86_400) * 1000,
       maxEntries: integer(env, 'KEY_CACHE_MAX_ENTRIES', 200_000, 1, 10_000_000),
+      maxImportedKeys: integer(env, 'KEY_CACHE_MAX_IMPORTED_KEYS', 5_000, 1, 1_000_000),
       unknownKidCooldownMs: integer(env, 'KEY_CACHE_UNKNOWN_KID_COOLDOWN_SECONDS', 30, 0, 3600) * 1000,
       maxConcurrentReads: integer(env, 'KEY_STORE_MAX_CONCURRENT_READS', 32, 1, 1000),
       readTimeoutMs: integer(env, 'KEY_STORE_TIMEOUT_MS', 2000, 50, 30_000),

@@ -1,6 +1,7 @@
 import type { WebhookConfig } from '../config.js';
 import { decide, type WebhookAnswer, type WebhookInput } from '../core/webhook.js';
 import { createKeyCache, type KeyCache } from '../keys/cache.js';
+import { createImportedKeys, type ImportedKeys } from '../keys/imported.js';
 import { createLocalKeyStore } from '../keys/local.js';
 import { deviceSecretName, groupSecretName } from '../keys/names.js';
 import { createDeviceKeys } from '../keys/resolve.js';
@@ -11,6 +12,7 @@ import type { ReplayStore } from '../replay/types.js';
 export interface Webhook {
   handle(input: WebhookInput): Promise<WebhookAnswer>;
   readonly keyCache: KeyCache;
+  readonly importedKeys: ImportedKeys;
   close(): Promise<void>;
 }
 
@@ -59,17 +61,20 @@ export async function createWebhook(config: WebhookConfig, overrides: WebhookOve
   const now = overrides.now ?? Date.now;
   const { store, names } = overrides.keyStore ?? (await keySourceFor(config));
   const keyCache = createKeyCache(store, config.keyCache, now);
+  const importedKeys = createImportedKeys(config.keyCache.maxImportedKeys);
   const replay = await replayStoreFor(config, now);
   const deps = {
     policy: config.token,
     ...(config.preferredHub !== undefined && { preferredHub: config.preferredHub }),
     twinTemplate: config.twinTemplate,
     keys: createDeviceKeys(keyCache, names),
+    importKey: importedKeys.get,
     ...(replay !== undefined && { replay }),
     now,
   };
   return {
     keyCache,
+    importedKeys,
     handle: (input) => decide(input, deps),
     close: async () => {
       await replay?.close?.();

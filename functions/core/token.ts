@@ -1,4 +1,4 @@
-import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { MAX_TOKEN_BYTES, type TokenPolicy } from '../config.js';
 import type { VerificationKey } from '../keys/types.js';
 import { WebhookError } from './reasons.js';
@@ -100,6 +100,7 @@ export async function verifyToken(
   policy: TokenPolicy,
   registrationId: string,
   nowMs: number,
+  importKey: (key: VerificationKey) => Promise<CryptoKey>,
 ): Promise<VerifiedToken> {
   const candidates = candidateKeys(keys, header);
   if (candidates.length === 0) {
@@ -112,7 +113,7 @@ export async function verifyToken(
   let used: VerificationKey | undefined;
   for (const candidate of candidates) {
     try {
-      ({ payload: claims } = await jwtVerify(token, candidate.key, {
+      ({ payload: claims } = await jwtVerify(token, await importKey(candidate), {
         algorithms: [candidate.alg],
         clockTolerance: policy.clockSkewSeconds,
         currentDate: new Date(nowMs),

@@ -1,6 +1,7 @@
+import type { CryptoKey } from 'jose';
 import type { TokenPolicy, TwinTemplate } from '../config.js';
 import type { DeviceKeys } from '../keys/resolve.js';
-import type { ResolvedKeySet } from '../keys/types.js';
+import type { ResolvedKeySet, VerificationKey } from '../keys/types.js';
 import type { ReplayStore } from '../replay/types.js';
 import { pickHub } from './hub.js';
 import { REASONS, WebhookError, type ReasonCode } from './reasons.js';
@@ -47,6 +48,8 @@ export interface WebhookDeps {
   readonly preferredHub?: string;
   readonly twinTemplate: TwinTemplate;
   readonly keys: DeviceKeys;
+  /** The imported form of a stored key (a bounded cache in production). */
+  readonly importKey: (key: VerificationKey) => Promise<CryptoKey>;
   readonly replay?: ReplayStore;
   /** Milliseconds since the epoch; handed in so tests can freeze time. */
   readonly now: () => number;
@@ -70,12 +73,12 @@ async function verifyWithRotation(
   registrationId: string,
 ): Promise<{ verified: VerifiedToken; keySet: ResolvedKeySet }> {
   try {
-    return { verified: await verifyToken(token, header, keySet.keys, deps.policy, registrationId, deps.now()), keySet };
+    return { verified: await verifyToken(token, header, keySet.keys, deps.policy, registrationId, deps.now(), deps.importKey), keySet };
   } catch (error) {
     if (!(error instanceof WebhookError && error.code === 'token_key_unknown' && header.kid !== undefined)) throw error;
     const refreshed = await deps.keys.refresh(keySet.name);
     if (refreshed === undefined || refreshed === keySet || !refreshed.enabled) throw error;
-    return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now()), keySet: refreshed };
+    return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now(), deps.importKey), keySet: refreshed };
   }
 }
 

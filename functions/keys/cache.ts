@@ -1,5 +1,6 @@
 import type { KeyCacheConfig } from '../config.js';
 import { WebhookError } from '../core/reasons.js';
+import { withDeadline } from './deadline.js';
 import type { KeyStore, StoredKeySet } from './types.js';
 
 /**
@@ -20,7 +21,6 @@ interface Entry {
   value: StoredKeySet | undefined;
   readAt: number;
   freshUntil: number;
-  staleUntil: number;
 }
 
 // While the store fails, a stale entry is served and the store re-asked no more often than this.
@@ -39,20 +39,21 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
   function remember(name: string, value: StoredKeySet | undefined, at: number): void {
     const freshUntil = at + (value === undefined ? config.negativeTtlMs : config.ttlMs);
     entries.delete(name);
-    entries.set(name, { value, readAt: at, freshUntil, staleUntil: value === undefined ? freshUntil : freshUntil + config.staleIfErrorMs });
+    entries.set(name, { value, readAt: at, freshUntil });
     while (entries.size > config.maxEntries) entries.delete(entries.keys().next().value as string);
   }
 
   async function readWithDeadline(name: string): Promise<StoredKeySet | undefined> {
-    const signal = AbortSignal.timeout(config.readTimeoutMs);
+    const started = performance.now();
     // A read waits for a slot at most half its deadline, so one handed a slot still has time to finish. Waiting the
     // whole deadline let a storm against a hung store hand slots to waiters at their deadline: each then started a
     // store call (a connection, a token) only to abandon it, one after another, holding answers past the deadline
     // by a few milliseconds per waiter.
-    const release = await limiter.acquire(AbortSignal.timeout(Math.ceil(config.readTimeoutMs / 2)));
+    const release = await limiter.acquire(Math.ceil(config.readTimeoutMs / 2));
     try {
       stats.reads += 1;
-      return await raceAbort(store.read(name, signal), signal);
+      const remaining = config.readTimeoutMs - (performance.now() - started);
+      return await withDeadline(remaining, undefined, storeTimedOut, (signal) => store.read(name, signal));
     } finally {
       release();
     }
@@ -68,7 +69,8 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
         return value;
       } catch (error) {
         const at = now();
-        if (previous?.value !== undefined && isStoreFault(error) && at <= previous.staleUntil) {
+        // Stale-if-error counts from the read, not from freshUntil, which a failure pushes back.
+        if (previous?.value !== undefined && isStoreFault(error) && at <= previous.readAt + config.ttlMs + config.staleIfErrorMs) {
           stats.staleServed += 1;
           previous.freshUntil = at + Math.min(FAILURE_BACKOFF_MS, config.ttlMs);
           return previous.value;
@@ -103,17 +105,10 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
   };
 }
 
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  // A store that ignores the signal must still not hold a registration past the deadline.
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new WebhookError('key_store_unavailable', 'the key store did not answer in time'));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
+// A store that ignores the signal must still not hold a registration past the deadline.
+const storeTimedOut = () => new WebhookError('key_store_unavailable', 'the key store did not answer in time');
 
-/** A counting semaphore with a bounded queue; a waiter gives up when its deadline passes. */
+/** A counting semaphore with a bounded queue; a waiter gives up after `maxWaitMs`. */
 function createLimiter(max: number, maxQueued: number) {
   let active = 0;
   const queue: Array<() => void> = [];
@@ -123,7 +118,7 @@ function createLimiter(max: number, maxQueued: number) {
     else active -= 1;
   };
   return {
-    acquire(signal: AbortSignal): Promise<() => void> {
+    acquire(maxWaitMs: number): Promise<() => void> {
       if (active < max) {
         active += 1;
         return Promise.resolve(release);
@@ -131,15 +126,14 @@ function createLimiter(max: number, maxQueued: number) {
       if (queue.length >= maxQueued) return Promise.reject(new WebhookError('key_store_unavailable', 'too many key reads are waiting'));
       return new Promise((resolve, reject) => {
         const grant = () => {
-          signal.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
           resolve(release);
         };
-        const onAbort = () => {
+        const timer = setTimeout(() => {
           const at = queue.indexOf(grant);
           if (at >= 0) queue.splice(at, 1);
           reject(new WebhookError('key_store_unavailable', 'the key store is busy'));
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
+        }, maxWaitMs);
         queue.push(grant);
       });
     },

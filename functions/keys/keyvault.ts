@@ -2,8 +2,9 @@ import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { SecretClient } from '@azure/keyvault-secrets';
 import type { KeyVaultConfig } from '../config.js';
 import { WebhookError } from '../core/reasons.js';
+import { withDeadline } from './deadline.js';
 import { parseKeyMaterial } from './parse.js';
-import type { KeyStore, StoredKeySet } from './types.js';
+import { NO_TAGS, type KeyStore, type StoredKeySet } from './types.js';
 
 export interface KeyVaultStoreOptions {
   readonly keyVault: KeyVaultConfig;
@@ -37,18 +38,20 @@ export function createKeyVaultStore(options: KeyVaultStoreOptions): KeyStore {
   return {
     async read(name: string, signal?: AbortSignal): Promise<StoredKeySet | undefined> {
       if (!SECRET_NAME.test(name)) return undefined;
-      const deadline = AbortSignal.timeout(timeoutMs);
-      const abortSignal = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
-
       let secret;
       try {
-        // The race matters: the managed identity credential does not pass the abort signal on to its token request,
-        // so a hung identity endpoint would otherwise hold the read past its deadline.
-        secret = await untilAborted(client.getSecret(name, { abortSignal }), abortSignal);
+        secret = await withDeadline(
+          timeoutMs,
+          signal,
+          (timedOut) => new WebhookError('key_store_unavailable', timedOut
+            ? `Key Vault read of secret ${name} timed out after ${timeoutMs} ms`
+            : `Key Vault read of secret ${name} was aborted`),
+          (abortSignal) => client.getSecret(name, { abortSignal }),
+        );
       } catch (error) {
-        const outcome = classify(error, name, deadline.aborted, timeoutMs);
+        const outcome = classify(error, name);
         if (outcome === 'not-found') return undefined;
-        if (outcome === 'disabled') return { keys: [], enabled: false, tags: {}, origin: name };
+        if (outcome === 'disabled') return { keys: [], enabled: false, tags: NO_TAGS, origin: name };
         throw outcome;
       }
 
@@ -59,33 +62,11 @@ export function createKeyVaultStore(options: KeyVaultStoreOptions): KeyStore {
       return {
         keys: await parseKeyMaterial(secret.value, algorithms, origin),
         enabled: secret.properties.enabled !== false,
-        tags: { ...secret.properties.tags },
+        tags: secret.properties.tags !== undefined && Object.keys(secret.properties.tags).length > 0 ? { ...secret.properties.tags } : NO_TAGS,
         origin,
       };
     },
   };
-}
-
-/** Resolves or rejects with `work`, or rejects as soon as `signal` aborts. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => undefined);
-    return Promise.reject(new DOMException('aborted', 'AbortError'));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new DOMException('aborted', 'AbortError'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 interface RestErrorLike {
@@ -104,7 +85,7 @@ function isRestError(error: unknown): error is RestErrorLike {
  * Maps a failed read to its outcome. Messages name the secret and the HTTP status (or the error's class) only: the
  * SDK's own messages can quote response bodies and request details, so they are never copied, nor kept as `cause`.
  */
-function classify(error: unknown, name: string, timedOut: boolean, timeoutMs: number): 'not-found' | 'disabled' | WebhookError {
+function classify(error: unknown, name: string): 'not-found' | 'disabled' | WebhookError {
   if (error instanceof WebhookError) return error;
   if (isRestError(error)) {
     const status = error.statusCode;
@@ -120,12 +101,9 @@ function classify(error: unknown, name: string, timedOut: boolean, timeoutMs: nu
     }
     // No answer: a socket or TLS failure. Its code (ECONNRESET, UNABLE_TO_VERIFY_LEAF_SIGNATURE...) is an identifier,
     // safe to show and what an operator needs.
-    if (!timedOut && typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(error.code)) {
+    if (typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(error.code)) {
       return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} failed (${error.code})`);
     }
-  }
-  if (timedOut) {
-    return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} timed out after ${timeoutMs} ms`);
   }
   const kind = error instanceof Error ? error.name : 'unknown error';
   if (kind === 'AbortError') return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} was aborted`);

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebhookError } from '../core/reasons.js';
 import { parseKeyMaterial } from './parse.js';
-import type { KeyLookup, KeyStore, StoredKeySet } from './types.js';
+import { NO_TAGS, type KeyLookup, type KeyStore, type StoredKeySet } from './types.js';
 
 const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'];
 const FLEET = 'fleet';
@@ -34,7 +34,7 @@ export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?:
     const text = await readFile(join(dir, file), 'utf8').catch((error: NodeJS.ErrnoException) => {
       throw new WebhookError('key_store_unavailable', `${file} cannot be read (${error.code ?? 'error'})`);
     });
-    return { keys: await parseKeyMaterial(text, algorithms, file), enabled: true, tags: {}, origin: file };
+    return { keys: await parseKeyMaterial(text, algorithms, file), enabled: true, tags: NO_TAGS, origin: file };
   }
 
   return {
@@ -42,7 +42,7 @@ export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?:
     store: {
       async read(name) {
         if (name === FLEET && fleetPublicKeyPem !== undefined) {
-          return { keys: await parseKeyMaterial(fleetPublicKeyPem, algorithms, 'DEVICE_PUBLIC_KEY'), enabled: true, tags: {}, origin: 'DEVICE_PUBLIC_KEY' };
+          return { keys: await parseKeyMaterial(fleetPublicKeyPem, algorithms, 'DEVICE_PUBLIC_KEY'), enabled: true, tags: NO_TAGS, origin: 'DEVICE_PUBLIC_KEY' };
         }
         if (name.startsWith('device:')) return readDevice(name.slice('device:'.length));
         return undefined;

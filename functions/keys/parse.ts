@@ -1,10 +1,11 @@
-import { importJWK, importSPKI, type JWK } from 'jose';
+import { exportJWK, importJWK, importSPKI, type JWK } from 'jose';
 import { WebhookError } from '../core/reasons.js';
 import type { VerificationKey } from './types.js';
 
 /**
- * Turns a stored value (PEM SPKI, one or more blocks; a JWK; or a JWKS) into imported public keys, one per
- * algorithm of the allow-list that the key can verify. Throws `device_key_unusable` when nothing usable is in it.
+ * Turns a stored value (PEM SPKI, one or more blocks; a JWK; or a JWKS) into checked public keys, one per algorithm
+ * of the allow-list that the key can verify: each is imported once here, which proves it usable for that algorithm,
+ * and kept as a public JWK. Throws `device_key_unusable` when nothing usable is in it.
  * `origin` names the value in messages (a file or secret name); the value itself never appears in an error.
  */
 export async function parseKeyMaterial(
@@ -30,9 +31,12 @@ async function fromPem(text: string, algorithms: readonly string[], origin: stri
     if (label !== 'PUBLIC KEY') {
       throw new WebhookError('device_key_unusable', `${origin} holds a "${label}" PEM block; only PUBLIC KEY (SPKI) is accepted`);
     }
+    let jwk: JWK | undefined;
     for (const alg of algorithms) {
-      const key = await importSPKI(block, alg).catch(() => undefined);
-      if (key !== undefined) keys.push({ alg, key });
+      const key = await importSPKI(block, alg, { extractable: true }).catch(() => undefined);
+      if (key === undefined) continue;
+      jwk ??= publicMembers(await exportJWK(key));
+      keys.push({ alg, jwk });
     }
   }
   return keys;
@@ -60,12 +64,21 @@ async function fromJson(text: string, algorithms: readonly string[], origin: str
     if (jwk.use !== undefined && jwk.use !== 'sig') continue;
     const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
     const candidates = typeof jwk.alg === 'string' ? [jwk.alg].filter((a) => algorithms.includes(a)) : algorithms;
+    const publicJwk = publicMembers(jwk as JWK);
     for (const alg of candidates) {
-      const key = await importJWK({ ...(jwk as JWK), alg, ext: false }, alg).catch(() => undefined);
-      if (key !== undefined && !(key instanceof Uint8Array)) keys.push({ alg, key, ...(kid !== undefined && { kid }) });
+      const key = await importJWK({ ...publicJwk, alg }, alg).catch(() => undefined);
+      if (key !== undefined && !(key instanceof Uint8Array)) keys.push({ alg, jwk: publicJwk, ...(kid !== undefined && { kid }) });
     }
   }
   return keys;
+}
+
+/** Only what verification needs, in one compact object shape per key type: a fleet's worth of them stay cached. */
+function publicMembers(jwk: JWK): JWK {
+  const { kty, crv, x, y, n, e } = jwk;
+  if (kty === 'EC') return { kty, crv, x, y } as JWK;
+  if (kty === 'OKP') return { kty, crv, x } as JWK;
+  return { kty, n, e } as JWK;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

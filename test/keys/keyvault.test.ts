@@ -129,8 +129,8 @@ describe('createKeyVaultStore, reading through the real SecretClient', () => {
     expect(found!.keys).toHaveLength(1);
     const [key] = found!.keys;
     expect(key!.alg).toBe('ES256');
-    await expect(jwtVerify(await signedBy(device.privateKey), key!.key)).resolves.toBeDefined();
-    await expect(jwtVerify(await signedBy(other.privateKey), key!.key)).rejects.toThrow();
+    await expect(jwtVerify(await signedBy(device.privateKey), key!.jwk)).resolves.toBeDefined();
+    await expect(jwtVerify(await signedBy(other.privateKey), key!.jwk)).rejects.toThrow();
   });
 
   it('reads the newest version when a key is rotated', async () => {
@@ -138,7 +138,7 @@ describe('createKeyVaultStore, reading through the real SecretClient', () => {
     const version = vault.setSecret('device-rotated', device.spki);
     const found = await newStore().read('device-rotated');
     expect(found!.origin).toBe(`device-rotated/${version}`);
-    await expect(jwtVerify(await signedBy(device.privateKey), found!.keys[0]!.key)).resolves.toBeDefined();
+    await expect(jwtVerify(await signedBy(device.privateKey), found!.keys[0]!.jwk)).resolves.toBeDefined();
   });
 
   it('reads a JWK secret and keeps its kid', async () => {
@@ -146,14 +146,14 @@ describe('createKeyVaultStore, reading through the real SecretClient', () => {
     const found = await newStore().read('device-jwk');
     expect(found!.keys.map((k) => k.kid)).toEqual(['factory-2024']);
     expect(found!.tags).toEqual({});
-    await expect(jwtVerify(await signedBy(device.privateKey, 'factory-2024'), found!.keys[0]!.key)).resolves.toBeDefined();
+    await expect(jwtVerify(await signedBy(device.privateKey, 'factory-2024'), found!.keys[0]!.jwk)).resolves.toBeDefined();
   });
 
   it('reads a JWKS secret with two kids, each key verifying its own device token', async () => {
     vault.setSecret('device-jwks', JSON.stringify({ keys: [{ ...device.jwk, kid: 'old' }, { ...other.jwk, kid: 'new' }] }));
     const found = await newStore().read('device-jwks');
     expect(found!.keys.map((k) => k.kid)).toEqual(['old', 'new']);
-    const byKid = new Map(found!.keys.map((k) => [k.kid, k.key]));
+    const byKid = new Map(found!.keys.map((k) => [k.kid, k.jwk]));
     await expect(jwtVerify(await signedBy(device.privateKey, 'old'), byKid.get('old')!)).resolves.toBeDefined();
     await expect(jwtVerify(await signedBy(other.privateKey, 'new'), byKid.get('new')!)).resolves.toBeDefined();
     await expect(jwtVerify(await signedBy(other.privateKey, 'new'), byKid.get('old')!)).rejects.toThrow();
