@@ -100,7 +100,7 @@ export async function verifyToken(
   policy: TokenPolicy,
   registrationId: string,
   nowMs: number,
-  importKey: (key: VerificationKey) => Promise<CryptoKey>,
+  importKey: (key: VerificationKey) => CryptoKey | Promise<CryptoKey>,
 ): Promise<VerifiedToken> {
   const candidates = candidateKeys(keys, header);
   if (candidates.length === 0) {

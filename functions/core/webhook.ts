@@ -49,7 +49,7 @@ export interface WebhookDeps {
   readonly twinTemplate: TwinTemplate;
   readonly keys: DeviceKeys;
   /** The imported form of a stored key (a bounded cache in production). */
-  readonly importKey: (key: VerificationKey) => Promise<CryptoKey>;
+  readonly importKey: (key: VerificationKey) => CryptoKey | Promise<CryptoKey>;
   readonly replay?: ReplayStore;
   /** Milliseconds since the epoch; handed in so tests can freeze time. */
   readonly now: () => number;

@@ -9,12 +9,13 @@ import type { VerificationKey } from './types.js';
  * plan's memory. A miss costs one import (about 150 µs of CPU), never a key store read.
  */
 export interface ImportedKeys {
-  get(key: VerificationKey): Promise<CryptoKey>;
+  /** The imported key: synchronously once imported, so the hot path awaits no promise. */
+  get(key: VerificationKey): CryptoKey | Promise<CryptoKey>;
   size(): number;
 }
 
 export function createImportedKeys(maxEntries: number): ImportedKeys {
-  const imported = new Map<VerificationKey, Promise<CryptoKey>>();
+  const imported = new Map<VerificationKey, CryptoKey | Promise<CryptoKey>>();
   return {
     size: () => imported.size,
     get(key) {
@@ -26,6 +27,7 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
       }
       const importing = importJWK(key.jwk, key.alg).then((k) => {
         if (k instanceof Uint8Array) throw new TypeError('a symmetric key cannot verify a device token');
+        if (imported.get(key) === importing) imported.set(key, k);
         return k;
       });
       importing.catch(() => {
