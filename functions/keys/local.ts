@@ -6,6 +6,9 @@ import { NO_TAGS, type KeyLookup, type KeyStore, type StoredKeySet } from './typ
 
 const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'];
 const FLEET = 'fleet';
+// One directory listing serves every cold read for this long, so warming N devices lists the folder about once a
+// second rather than N times; a key file added meanwhile is seen within it (or the negative cache's TTL).
+const LISTING_TTL_MS = 1000;
 // Registration ids are ASCII; fold ASCII only, so a file named with a look-alike (U+212A KELVIN SIGN lower-cases to
 // "k") is never taken for an ASCII id.
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
@@ -21,15 +24,28 @@ export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?:
 } {
   const { dir, fleetPublicKeyPem, algorithms } = options;
 
+  let listing: { at: number; files: Promise<Map<string, string>> } | undefined;
+
+  /** The folder's file names by their ASCII-lower-cased form. */
+  function filesByLowerName(): Promise<Map<string, string>> {
+    const now = Date.now();
+    if (listing === undefined || now - listing.at >= LISTING_TTL_MS) {
+      const files = readdir(dir as string).then(
+        (names) => new Map(names.map((name) => [asciiLower(name), name])),
+        (error: NodeJS.ErrnoException) => {
+          listing = undefined;
+          throw new WebhookError('key_store_unavailable', `DEVICE_KEYS_DIR cannot be listed (${error.code ?? 'error'})`);
+        },
+      );
+      listing = { at: now, files };
+    }
+    return listing.files;
+  }
+
   async function readDevice(id: string): Promise<StoredKeySet | undefined> {
     if (dir === undefined) return undefined;
-    let files: string[];
-    try {
-      files = await readdir(dir);
-    } catch (error) {
-      throw new WebhookError('key_store_unavailable', `DEVICE_KEYS_DIR cannot be listed (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    const file = files.find((f) => KEY_FILE_EXTENSIONS.some((ext) => asciiLower(f) === id + ext));
+    const files = await filesByLowerName();
+    const file = KEY_FILE_EXTENSIONS.map((ext) => files.get(id + ext)).find((f) => f !== undefined);
     if (file === undefined) return undefined;
     const text = await readFile(join(dir, file), 'utf8').catch((error: NodeJS.ErrnoException) => {
       throw new WebhookError('key_store_unavailable', `${file} cannot be read (${error.code ?? 'error'})`);
