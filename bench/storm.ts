@@ -14,25 +14,12 @@
  * Usage: node dist/bench/storm.js <bodies.json>   (settings in the environment, as app settings)
  */
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
+import { guardLoopback } from './support.js';
 
 // Loopback only: refuse (and count) any connection elsewhere, such as the IMDS address or a login endpoint.
-const blocked: string[] = [];
-const connect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function guarded(this: net.Socket, ...args: unknown[]) {
-  const first = args[0];
-  const options = (Array.isArray(first) ? first[0] : first) as { host?: string; path?: string } | number | string;
-  const host = typeof options === 'object' && options !== null ? options.host : typeof args[1] === 'string' ? args[1] : undefined;
-  const isPipe = typeof options === 'object' && options !== null && typeof options.path === 'string';
-  if (!isPipe && host !== undefined && !/^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host)) {
-    blocked.push(host);
-    process.nextTick(() => this.destroy(new Error(`bench guard: connection to ${host} refused (loopback only)`)));
-    return this;
-  }
-  return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
-} as typeof net.Socket.prototype.connect;
+const guard = guardLoopback();
 
 const MAX_WAVES = 10;
 const file = process.argv[2];
@@ -80,6 +67,6 @@ process.stdout.write(
     waves,
     secondsToAdmitAll: (performance.now() - started) / 1000,
     cacheReads: webhook.keyCache.stats.reads,
-    blockedConnections: blocked.length,
+    blockedConnections: guard.blocked.length,
   })}\n`,
 );

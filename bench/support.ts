@@ -7,3 +7,4 @@
 export { allocationRequest, deviceClaims, keysDir, makeDevice, signToken, type TestDevice } from '../test/support/devices.js';
 export { createTestCa, startKeyVaultStandin, type KeyVaultStandin } from '../test/support/keyvault-standin.js';
 export { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../test/support/managed-identity-standin.js';
+export { guardLoopback } from '../test/support/loopback-guard.js';

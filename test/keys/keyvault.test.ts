@@ -4,32 +4,17 @@
  * talks HTTPS to the vault stand-in, trusted through NODE_EXTRA_CA_CERTS set by test/support/global-setup.ts.
  * Every outbound connection is checked: anything but loopback is refused and recorded.
  */
-import net from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebhookError, type ReasonCode } from '../../functions/core/reasons.js';
 import { createKeyVaultStore } from '../../functions/keys/keyvault.js';
 import type { KeyStore, StoredKeySet } from '../../functions/keys/types.js';
 import { startKeyVaultStandin, type KeyVaultStandin } from '../support/keyvault-standin.js';
+import { guardLoopback } from '../support/loopback-guard.js';
 import { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../support/managed-identity-standin.js';
 
-// ---- loopback guard: fail closed on any connection that would leave the machine (IMDS, login.microsoftonline.com).
-const blockedHosts: string[] = [];
-const originalConnect = net.Socket.prototype.connect;
-function installLoopbackGuard(): void {
-  net.Socket.prototype.connect = function guardedConnect(this: net.Socket, ...args: unknown[]) {
-    const first = args[0];
-    const options = (Array.isArray(first) ? first[0] : first) as { host?: string; path?: string } | number | string;
-    const host = typeof options === 'object' && options !== null ? options.host : typeof args[1] === 'string' ? args[1] : undefined;
-    const isPipe = typeof options === 'object' && options !== null && typeof options.path === 'string';
-    if (!isPipe && host !== undefined && !/^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host)) {
-      blockedHosts.push(host);
-      process.nextTick(() => this.destroy(new Error(`test guard: connection to ${host} refused (loopback only)`)));
-      return this;
-    }
-    return (originalConnect as (...a: unknown[]) => net.Socket).apply(this, args);
-  } as typeof net.Socket.prototype.connect;
-}
+// Loopback only: any connection that would leave the machine (IMDS, login.microsoftonline.com) fails and is recorded.
+let guard: ReturnType<typeof guardLoopback> | undefined;
 
 const SLOW = 5_000;
 const TIMEOUT_MS = 300;
@@ -78,7 +63,7 @@ const messages: string[] = [];
 const NOT_A_KEY = 'hunter2-this-is-a-password-not-a-key-7f3a9c';
 
 beforeAll(async () => {
-  installLoopbackGuard();
+  guard = guardLoopback();
   mi = await startManagedIdentityStandin();
   restoreEnv = useManagedIdentityEnv(mi);
   vault = await startKeyVaultStandin({ acceptsToken: mi.isIssuedToken });
@@ -89,7 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   restoreEnv?.();
-  net.Socket.prototype.connect = originalConnect;
+  guard?.restore();
   await vault?.stop();
   await mi?.stop();
 });
@@ -312,6 +297,6 @@ describe('createKeyVaultStore, reading through the real SecretClient', () => {
   });
 
   it('never tried to connect anywhere but loopback (no IMDS probe, no login.microsoftonline.com)', () => {
-    expect(blockedHosts).toEqual([]);
+    expect(guard?.blocked).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { connect, createServer, Socket, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -280,32 +280,4 @@ export async function startAzuriteTable(): Promise<Azurite> {
   throw new Error('azurite-table did not start');
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Loopback guard
-
-/**
- * Refuses (and records) every outbound TCP connection to anything but loopback, for the life of the guard: an IMDS
- * probe (169.254.169.254) or a login.microsoftonline.com call fails at once instead of leaving the machine.
- */
-export function guardLoopback(): { readonly blocked: readonly string[]; restore(): void } {
-  const blocked: string[] = [];
-  const original = Socket.prototype.connect;
-  Socket.prototype.connect = function guardedConnect(this: Socket, ...args: unknown[]) {
-    const first = args[0];
-    const options = (Array.isArray(first) ? first[0] : first) as { host?: string; path?: string } | number | string;
-    const host = typeof options === 'object' && options !== null ? options.host : typeof args[1] === 'string' ? args[1] : undefined;
-    const isPipe = typeof options === 'object' && options !== null && typeof options.path === 'string';
-    if (!isPipe && host !== undefined && !/^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host)) {
-      blocked.push(host);
-      process.nextTick(() => this.destroy(new Error(`test guard: connection to ${host} refused (loopback only)`)));
-      return this;
-    }
-    return (original as (...a: unknown[]) => Socket).apply(this, args);
-  } as typeof Socket.prototype.connect;
-  return {
-    blocked,
-    restore: () => {
-      Socket.prototype.connect = original;
-    },
-  };
-}
+export { guardLoopback } from './loopback-guard.js';
