@@ -42,17 +42,7 @@ done
 
 require --vault "$VAULT"
 check_vault_name --vault "$VAULT"
-if [[ -n $REGISTRATION_ID && -n $GROUP_ID ]]; then usage_error "give --registration-id or --group-id, not both"; fi
-if [[ -z $REGISTRATION_ID && -z $GROUP_ID ]]; then usage_error "missing --registration-id (or --group-id)"; fi
-if [[ -n $REGISTRATION_ID ]]; then
-  check_registration_id --registration-id "$REGISTRATION_ID"
-  SECRET_NAME=$(device_secret_name "$REGISTRATION_ID")
-  WHO="device $REGISTRATION_ID"
-else
-  check_registration_id --group-id "$GROUP_ID"
-  SECRET_NAME=$(group_secret_name "$GROUP_ID")
-  WHO="group $GROUP_ID"
-fi
+select_key_secret "$REGISTRATION_ID" "$GROUP_ID"
 for tag in "${TAGS[@]}"; do check_tag --tag "$tag"; done
 
 enabled=''

@@ -269,6 +269,24 @@ id_secret_name() {
 device_secret_name() { id_secret_name device devicehash "$1"; }
 group_secret_name() { id_secret_name group grouphash "$1"; }
 
+# select_key_secret REGISTRATION_ID GROUP_ID: exactly one given, checked; sets SECRET_NAME (the webhook's secret name
+# for that device or group) and WHO (how messages name it).
+# shellcheck disable=SC2034 # SECRET_NAME and WHO are the callers'
+select_key_secret() {
+  local registration_id=$1 group_id=$2
+  if [[ -n $registration_id && -n $group_id ]]; then usage_error "give --registration-id or --group-id, not both"; fi
+  if [[ -z $registration_id && -z $group_id ]]; then usage_error "missing --registration-id (or --group-id)"; fi
+  if [[ -n $registration_id ]]; then
+    check_registration_id --registration-id "$registration_id"
+    SECRET_NAME=$(device_secret_name "$registration_id")
+    WHO="device $registration_id"
+  else
+    check_registration_id --group-id "$group_id"
+    SECRET_NAME=$(group_secret_name "$group_id")
+    WHO="group $group_id"
+  fi
+}
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Misc
 
