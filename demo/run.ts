@@ -10,8 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { realpathSync } from 'node:fs';
 import { base64url } from 'jose';
 import { startLocalDps, type LocalDps, type RegistrationRecord, type EnrollmentsFile } from '../dps-emulator/index.js';
 import { startLocalHost, type LocalHost } from '../local-host/server.js';
@@ -21,6 +19,7 @@ import { SampleDeviceError } from '../sample-device/errors.js';
 import { loadPrivateKeyFile } from '../sample-device/key-file.js';
 import { signDeviceToken } from '../sample-device/jwt.js';
 import type { TransportKind } from '../sample-device/transport.js';
+import { isEntryPoint } from '../sample-device/entry-point.js';
 
 export const HUBS = ['hub-eu.azure-devices.net', 'hub-us.azure-devices.net'];
 const ID_SCOPE = '0ne00DEMO01';
@@ -263,17 +262,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const controller = new AbortController();
   // Ctrl-C: stop the registration in flight, then the servers and the temp dir go in runDemo's finally.
   process.once('SIGINT', () => {

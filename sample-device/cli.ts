@@ -4,8 +4,6 @@
  * codes (sample-device/errors.ts). Commands are plain async functions that throw; only this file touches
  * process.argv, process.env and the exit code.
  */
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { keygen } from './commands/keygen.js';
 import { register, DEFAULT_TIMEOUT_MS, type RegisterResult } from './commands/register.js';
@@ -13,6 +11,7 @@ import { token } from './commands/token.js';
 import { EXIT_CODE_SUMMARIES, EXIT_CODES, SampleDeviceError, usageError, type SampleDeviceErrorCode } from './errors.js';
 import { DEFAULT_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS } from './jwt.js';
 import { DEFAULT_DPS_HOST, TRANSPORTS, type TransportKind } from './transport.js';
+import { isEntryPoint } from './entry-point.js';
 
 const PROGRAM = 'sample-device';
 
@@ -315,17 +314,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const controller = new AbortController();
   // First Ctrl-C cancels the registration cleanly (exit 130); a second one kills at once.
   process.once('SIGINT', () => {
