@@ -6,6 +6,8 @@ export default defineConfig({
     environment: 'node',
     // One throwaway CA per run, trusted by every worker (NODE_EXTRA_CA_CERTS), for the HTTPS stand-ins.
     globalSetup: ['test/support/global-setup.ts'],
+    // vitest's own summary, then one plain `N passed, N failed, N skipped` line for CI.
+    reporters: ['default', './test/support/summary-reporter.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },
