@@ -77,7 +77,8 @@ async function verifyWithRotation(
   } catch (error) {
     if (!(error instanceof WebhookError && error.code === 'token_key_unknown' && header.kid !== undefined)) throw error;
     const refreshed = await deps.keys.refresh(keySet.name);
-    if (refreshed === undefined || refreshed === keySet || !refreshed.enabled) throw error;
+    // Within the cooldown the cache hands back the same keys: nothing new to try.
+    if (refreshed === undefined || refreshed.keys === keySet.keys || !refreshed.enabled) throw error;
     return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now(), deps.importKey), keySet: refreshed };
   }
 }

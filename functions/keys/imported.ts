@@ -25,19 +25,24 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
         imported.set(key, hit);
         return hit;
       }
-      const importing = importJWK(key.jwk, key.alg).then((k) => {
-        if (k instanceof Uint8Array) throw new TypeError('a symmetric key cannot verify a device token');
-        if (imported.get(key) === importing) imported.set(key, k);
-        return k;
-      });
+      const unusable = () => new WebhookError('device_key_unusable', 'a stored key could not be imported');
+      // Every caller, the first and any that find it still importing, gets the same coded refusal on failure.
+      const importing: Promise<CryptoKey> = importJWK(key.jwk, key.alg).then(
+        (k) => {
+          if (k instanceof Uint8Array) throw unusable();
+          if (imported.get(key) === importing) imported.set(key, k);
+          return k;
+        },
+        () => {
+          throw unusable();
+        },
+      );
       importing.catch(() => {
-        imported.delete(key);
+        if (imported.get(key) === importing) imported.delete(key);
       });
       imported.set(key, importing);
       while (imported.size > maxEntries) imported.delete(imported.keys().next().value as VerificationKey);
-      return importing.catch(() => {
-        throw new WebhookError('device_key_unusable', 'a stored key could not be imported');
-      });
+      return importing;
     },
   };
 }

@@ -22,10 +22,12 @@ test('keeps at most maxEntries keys imported, the most recently used, and import
   await expect(jwtVerify(token, again)).resolves.toBeDefined();
 });
 
-test('a key that cannot be imported refuses as device_key_unusable', async () => {
+test('a key that cannot be imported refuses as device_key_unusable, for concurrent callers too', async () => {
   const imported = createImportedKeys(2);
   const broken = { alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' } };
-  await expect(imported.get(broken)).rejects.toMatchObject({ code: 'device_key_unusable' });
+  const [first, second] = [imported.get(broken), imported.get(broken)];
+  await expect(first).rejects.toMatchObject({ code: 'device_key_unusable' });
+  await expect(second).rejects.toMatchObject({ code: 'device_key_unusable' });
   expect(imported.size()).toBe(0);
 });
 
