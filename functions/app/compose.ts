@@ -5,7 +5,7 @@ import { createImportedKeys, type ImportedKeys } from '../keys/imported.js';
 import { createLocalKeyStore } from '../keys/local.js';
 import { deviceSecretName, groupSecretName } from '../keys/names.js';
 import { createDeviceKeys } from '../keys/resolve.js';
-import type { KeyLookup, KeyStore } from '../keys/types.js';
+import type { KeySource } from '../keys/types.js';
 import { createMemoryReplayStore } from '../replay/memory.js';
 import type { ReplayStore } from '../replay/types.js';
 
@@ -20,10 +20,10 @@ export interface WebhookOverrides {
   /** A clock for tests; defaults to Date.now. */
   readonly now?: () => number;
   /** A key store to use instead of the configured one (benchmarks, tests of the cache). */
-  readonly keyStore?: { store: KeyStore; names: (lookup: KeyLookup) => string[] };
+  readonly keyStore?: KeySource;
 }
 
-async function keySourceFor(config: WebhookConfig): Promise<{ store: KeyStore; names: (lookup: KeyLookup) => string[] }> {
+async function keySourceFor(config: WebhookConfig): Promise<KeySource> {
   const source = config.keySource;
   if (source.kind === 'local') return createLocalKeyStore({ ...source, algorithms: config.token.algorithms });
   // Loaded only when configured, so the local flow never loads the Azure SDK.

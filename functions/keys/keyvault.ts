@@ -106,7 +106,6 @@ function classify(error: unknown, name: string): 'not-found' | 'disabled' | Webh
     }
   }
   const kind = error instanceof Error ? error.name : 'unknown error';
-  if (kind === 'AbortError') return new WebhookError('key_store_unavailable', `Key Vault read of secret ${name} was aborted`);
   if (/CredentialUnavailableError|AuthenticationError|AuthenticationRequiredError/.test(kind)) {
     return new WebhookError('key_store_unavailable', `No token for Key Vault to read secret ${name} (${kind})`);
   }

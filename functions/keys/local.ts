@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebhookError } from '../core/reasons.js';
 import { parseKeyMaterial } from './parse.js';
-import { NO_TAGS, type KeyLookup, type KeyStore, type StoredKeySet } from './types.js';
+import { NO_TAGS, type KeySource, type StoredKeySet } from './types.js';
 
 const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'];
 const FLEET = 'fleet';
@@ -18,10 +18,7 @@ const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode
  * case-insensitively, as DPS ids are), then an optional fleet-wide PEM (the Python sample's DEVICE_PUBLIC_KEY).
  * File names come from the directory listing, never from the id, so no id can reach outside the folder.
  */
-export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?: string; algorithms: readonly string[] }): {
-  store: KeyStore;
-  names: (lookup: KeyLookup) => string[];
-} {
+export function createLocalKeyStore(options: { dir?: string; fleetPublicKeyPem?: string; algorithms: readonly string[] }): KeySource {
   const { dir, fleetPublicKeyPem, algorithms } = options;
 
   let listing: { at: number; files: Promise<Map<string, string>> } | undefined;

@@ -41,6 +41,12 @@ export interface KeyLookup {
   readonly enrollmentGroupId?: string;
 }
 
+/** A configured key source: the store, and the names to try in it for a registration, first match wins. */
+export interface KeySource {
+  readonly store: KeyStore;
+  readonly names: (lookup: KeyLookup) => string[];
+}
+
 /** The key set found for a registration, and the name it was found under. */
 export interface ResolvedKeySet extends StoredKeySet {
   readonly name: string;
