@@ -59,15 +59,6 @@ export async function startWebhook(): Promise<FakeWebhook> {
   };
 }
 
-/** A loopback port nothing listens on: bind, read the port, close. */
-export async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 /**
  * Registers with the official SDK, unmodified. HTTP: the SDK passes the host to https.request without a port, so
  * the port comes from an https.Agent's defaultPort (dps-protocol §5); trust comes from setOptions({ ca }) on the

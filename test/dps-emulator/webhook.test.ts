@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postWebhook } from '../../dps-emulator/webhook.js';
-import { deadPort } from './helpers.js';
+import { closedPort } from '../support/ports.js';
 
 const body = { deviceRuntimeContext: { registrationId: 'd', symmetricKey: {} }, linkedHubs: ['h'] };
 const never = new AbortController().signal;
@@ -42,7 +42,7 @@ describe('webhook call', () => {
   });
 
   it('reports a refused connection by its code, without the URL', async () => {
-    const port = await deadPort();
+    const port = await closedPort();
     expect(await postWebhook(`http://127.0.0.1:${port}/x?code=SECRET`, body, 2000, never)).toEqual({ kind: 'network', reason: 'ECONNREFUSED' });
   });
 });

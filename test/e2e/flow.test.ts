@@ -8,7 +8,8 @@ import { deriveDeviceKey, signDeviceToken } from '../../sample-device/jwt.js';
 import { loadPrivateKeyFile } from '../../sample-device/key-file.js';
 import { tamperWithClaims } from '../../demo/run.js';
 import type { TransportKind } from '../../sample-device/transport.js';
-import { closedPort, group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlakyProxy, startFlow, type Device, type Flow } from './fixture.js';
+import { closedPort } from '../support/ports.js';
+import { group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlakyProxy, startFlow, type Device, type Flow } from './fixture.js';
 
 const TRANSPORTS: TransportKind[] = ['http', 'mqtt'];
 const GROUP = 'factory-line-7';

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalDps, type LocalDps, type EnrollmentsFile, type IndividualEnrollment } from '../../../dps-emulator/index.js';
 import { deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
-import { deadPort, registerWithSdk, startWebhook, TRANSPORTS, type FakeWebhook } from '../helpers.js';
+import { closedPort } from '../../support/ports.js';
+import { registerWithSdk, startWebhook, TRANSPORTS, type FakeWebhook } from '../helpers.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
 const GROUP_KEY = Buffer.alloc(64, 9).toString('base64');
@@ -19,7 +20,7 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   hook = await startWebhook();
-  const downUrl = `http://127.0.0.1:${await deadPort()}/api/validatejwt?code=SECRET-FUNCTION-KEY`;
+  const downUrl = `http://127.0.0.1:${await closedPort()}/api/validatejwt?code=SECRET-FUNCTION-KEY`;
   const individual = (id: string): IndividualEnrollment => ({
     registrationId: id,
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: KEY, secondaryKey: Buffer.alloc(32, 8).toString('base64') } },
