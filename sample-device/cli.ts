@@ -62,7 +62,8 @@ Options:
   --id-scope S            goes into aud and id_scope (the webhook may require it)
   --host H                goes into provisioning_host
   --lifetime SECONDS      exp - iat, 1..${MAX_LIFETIME_SECONDS} (default ${DEFAULT_LIFETIME_SECONDS})
-  --kid K                 key id for the header (e.g. the thumbprint keygen printed)
+  --kid=K                 key id for the header (e.g. the thumbprint keygen printed; the = form
+                          is needed when it starts with -, as a base64url thumbprint can)
   -h, --help              show this help`,
   },
   register: {
@@ -96,7 +97,7 @@ Options:
   --transport T           ${TRANSPORTS.join(' or ')} (default http)
   --ca FILE               extra CA certificates (PEM) to trust, e.g. a local DPS's
   --lifetime SECONDS      token lifetime, 1..${MAX_LIFETIME_SECONDS} (default ${DEFAULT_LIFETIME_SECONDS})
-  --kid K                 key id for the token header
+  --kid=K                 key id for the token header (write --kid=K: a thumbprint may start with -)
   --timeout SECONDS       give up after this long (default ${DEFAULT_TIMEOUT_MS / 1000})
   --json                  print the result (or the error) as JSON on stdout
   -h, --help              show this help
@@ -207,7 +208,7 @@ async function runCommand(name: CommandName, values: Values, io: CliIo): Promise
           'Wrote a P-256 key pair:',
           `  private key:  ${result.privateKeyFile}  (PKCS#8, mode 0600: keep it on the device)`,
           `  public key:   ${result.publicKeyFile}  (SPKI: give it to the webhook's key store)`,
-          `  thumbprint:   ${result.thumbprint}  (JWK SHA-256 thumbprint, a good --kid)`,
+          `  thumbprint:   ${result.thumbprint}  (JWK SHA-256 thumbprint, a good --kid=<thumbprint>)`,
         ].join('\n'),
       );
       return;
