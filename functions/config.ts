@@ -3,6 +3,8 @@
  * local.settings.json locally) and returns a typed, validated config, or throws a `ConfigError` naming the setting.
  * Nothing else in the project reads `process.env` for the webhook's settings.
  */
+import { isHostName, SUPPORTED_ALGORITHMS, type TokenPolicy, type TwinTemplate } from './core/policy.js';
+
 export class ConfigError extends TypeError {
   constructor(
     readonly setting: string,
@@ -50,22 +52,6 @@ export type ReplayConfig =
   | { readonly kind: 'memory'; readonly maxEntries: number }
   | { readonly kind: 'table'; readonly connectionString: string; readonly tableName: string };
 
-export interface TwinTemplate {
-  readonly tags?: Readonly<Record<string, unknown>>;
-  readonly properties?: { readonly desired?: Readonly<Record<string, unknown>> };
-}
-
-export interface TokenPolicy {
-  /** JWS algorithms accepted; never `none` or an HMAC algorithm. */
-  readonly algorithms: readonly string[];
-  readonly maxLifetimeSeconds: number;
-  readonly clockSkewSeconds: number;
-  /** When set, `aud` and/or `id_scope` must be present and equal it. */
-  readonly idScope?: string;
-  /** With replay protection on, every token needs a `jti`. */
-  readonly requireJti: boolean;
-}
-
 export interface WebhookConfig {
   readonly token: TokenPolicy;
   readonly keySource: KeySourceConfig;
@@ -82,12 +68,6 @@ export interface LocalHostConfig {
   /** When set, requests must carry it as `?code=` or `x-functions-key`, as a deployed function key. */
   readonly functionKey?: string;
 }
-
-/** Algorithms a device key can use. HMAC and `none` are absent on purpose: a public key is never an HMAC secret. */
-export const SUPPORTED_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA', 'Ed25519'] as const;
-
-export const MAX_REQUEST_BYTES = 64 * 1024;
-export const MAX_TOKEN_BYTES = 4 * 1024;
 
 function text(env: Env, name: string): string | undefined {
   const value = env[name]?.trim();
@@ -120,12 +100,6 @@ function algorithms(env: Env): string[] {
     }
   }
   return [...new Set(list)];
-}
-
-const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-
-export function isHostName(value: string): boolean {
-  return HOST_NAME.test(value);
 }
 
 function twinTemplate(env: Env): TwinTemplate {

@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { createWebhook, type Webhook, type WebhookOverrides } from '../functions/app/compose.js';
 import { readBodyWithLimit } from '../functions/app/body.js';
-import { loadConfig, loadLocalHostConfig, MAX_REQUEST_BYTES, type Env } from '../functions/config.js';
+import { loadConfig, loadLocalHostConfig, type Env } from '../functions/config.js';
+import { MAX_REQUEST_BYTES } from '../functions/core/policy.js';
 
 /**
  * The local stand-in for the Functions host (`npm start`): node:http -> the same webhook the v4 trigger calls, on

@@ -7,7 +7,7 @@ import { deviceSecretName, groupSecretName } from '../keys/names.js';
 import { createDeviceKeys } from '../keys/resolve.js';
 import type { KeySource } from '../keys/types.js';
 import { createMemoryReplayStore } from '../replay/memory.js';
-import type { ReplayStore } from '../replay/types.js';
+import type { ReplayStore } from '../core/ports.js';
 
 export interface Webhook {
   handle(input: WebhookInput): Promise<WebhookAnswer>;

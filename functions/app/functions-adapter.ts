@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { MAX_REQUEST_BYTES } from '../config.js';
+import { MAX_REQUEST_BYTES } from '../core/policy.js';
 import type { Webhook } from './compose.js';
 import { readBodyWithLimit } from './body.js';
 

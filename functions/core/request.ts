@@ -1,4 +1,4 @@
-import { isHostName } from '../config.js';
+import { isHostName } from './policy.js';
 import { WebhookError } from './reasons.js';
 
 /** The parts of DPS's AllocationRequest (dps-protocol §1) that the webhook decides on. */

@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
-import { MAX_TOKEN_BYTES, type TokenPolicy } from '../config.js';
-import type { VerificationKey } from '../keys/types.js';
+import { MAX_TOKEN_BYTES, type TokenPolicy } from './policy.js';
+import type { VerificationKey } from './ports.js';
 import { WebhookError } from './reasons.js';
 
 export interface TokenHeader {

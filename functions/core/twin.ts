@@ -1,4 +1,4 @@
-import type { TwinTemplate } from '../config.js';
+import type { TwinTemplate } from './policy.js';
 import type { EnrollmentTwin } from './request.js';
 
 export interface InitialTwin {

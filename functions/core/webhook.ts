@@ -1,9 +1,7 @@
 import type { CryptoKey } from 'jose';
-import type { TokenPolicy, TwinTemplate } from '../config.js';
-import type { DeviceKeys } from '../keys/resolve.js';
-import type { ResolvedKeySet, VerificationKey } from '../keys/types.js';
-import type { ReplayStore } from '../replay/types.js';
 import { pickHub } from './hub.js';
+import type { TokenPolicy, TwinTemplate } from './policy.js';
+import type { DeviceKeys, ReplayStore, ResolvedKeySet, VerificationKey } from './ports.js';
 import { REASONS, WebhookError, type ReasonCode } from './reasons.js';
 import { parseAllocationRequest, type AllocationRequest } from './request.js';
 import { inspectToken, verifyToken, type TokenHeader, type VerifiedToken } from './token.js';

@@ -1,15 +1,7 @@
 import type { KeyCache } from './cache.js';
-import type { KeyLookup, ResolvedKeySet } from './types.js';
+import type { DeviceKeys, KeyLookup } from '../core/ports.js';
 
-/**
- * Finds a registration's key set: the first name (device, then group, then fleet) under which anything is stored
- * wins. A disabled device entry is a find too: it must refuse the device, not fall through to a fleet key.
- */
-export interface DeviceKeys {
-  find(lookup: KeyLookup): Promise<ResolvedKeySet | undefined>;
-  refresh(name: string): Promise<ResolvedKeySet | undefined>;
-}
-
+/** The core's DeviceKeys port over the cache: the first name under which anything is stored wins. */
 export function createDeviceKeys(cache: KeyCache, names: (lookup: KeyLookup) => readonly string[]): DeviceKeys {
   return {
     async find(lookup) {

@@ -1,5 +1,5 @@
 import { WebhookError } from '../core/reasons.js';
-import type { ReplayStore } from './types.js';
+import type { ReplayStore } from '../core/ports.js';
 
 /**
  * One process's memory: right for a single instance (the local host, a pinned single-instance plan). A scaled-out

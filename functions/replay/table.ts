@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { RestError, TableClient } from '@azure/data-tables';
 import { WebhookError } from '../core/reasons.js';
-import type { ReplayStore } from './types.js';
+import type { ReplayStore } from '../core/ports.js';
 
 interface UsedToken {
   partitionKey: string;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportPKCS8 } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { MAX_REQUEST_BYTES } from '../../functions/config.js';
+import { MAX_REQUEST_BYTES } from '../../functions/core/policy.js';
 import type { ReasonCode } from '../../functions/core/reasons.js';
 import { startLocalHost, type LocalHost } from '../../local-host/server.js';
 import { allocationRequest, deviceClaims, deviceToken, HUBS, ID_SCOPE, makeDevice, signToken, type TestDevice } from '../support/devices.js';

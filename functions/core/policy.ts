@@ -1,0 +1,32 @@
+/**
+ * The policy the core decides by, and its fixed limits. Plain types and constants: config.ts fills them from
+ * settings, the core reads them; nothing here knows where a value came from.
+ */
+
+export interface TwinTemplate {
+  readonly tags?: Readonly<Record<string, unknown>>;
+  readonly properties?: { readonly desired?: Readonly<Record<string, unknown>> };
+}
+
+export interface TokenPolicy {
+  /** JWS algorithms accepted; never `none` or an HMAC algorithm. */
+  readonly algorithms: readonly string[];
+  readonly maxLifetimeSeconds: number;
+  readonly clockSkewSeconds: number;
+  /** When set, `aud` and/or `id_scope` must be present and equal it. */
+  readonly idScope?: string;
+  /** With replay protection on, every token needs a `jti`. */
+  readonly requireJti: boolean;
+}
+
+/** Algorithms a device key can use. HMAC and `none` are absent on purpose: a public key is never an HMAC secret. */
+export const SUPPORTED_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA', 'Ed25519'] as const;
+
+export const MAX_REQUEST_BYTES = 64 * 1024;
+export const MAX_TOKEN_BYTES = 4 * 1024;
+
+const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+export function isHostName(value: string): boolean {
+  return HOST_NAME.test(value);
+}
