@@ -182,6 +182,11 @@ describe('REPLAY_STORE=memory', () => {
     expect(answer.headers['retry-after']).toMatch(/^\d+$/);
   });
 
+  test('a jti is 1-256 characters: 256 is admitted, 257 is token_claim_invalid (the store\'s byte bound relies on it)', async () => {
+    expect((await ask(hook, await deviceToken(alice, now, { jti: 'j'.repeat(256) }))).status).toBe(200);
+    expectCode(await ask(hook, await deviceToken(alice, now, { jti: 'j'.repeat(257) })), 'token_claim_invalid', 403);
+  });
+
   test('one device flooding fresh jtis cannot fill the store: it meets its budget, the others keep registering', async () => {
     const small = await webhookWith({ REPLAY_STORE: 'memory', REPLAY_MEMORY_MAX_ENTRIES: '20' });
     const answers = [];
