@@ -47,10 +47,32 @@ export type KeySourceConfig =
   | { readonly kind: 'local'; readonly dir?: string; readonly fleetPublicKeyPem?: string }
   | { readonly kind: 'key-vault'; readonly keyVault: KeyVaultConfig };
 
+/** How the replay table is reached: the managed identity (Azure), or a connection string (Azurite, local runs). */
+export type ReplayTableAccess =
+  | { readonly kind: 'identity'; readonly accountUrl: string }
+  | {
+      readonly kind: 'connection-string';
+      /** Which setting it came from, for messages: REPLAY_TABLE_CONNECTION or AzureWebJobsStorage. */
+      readonly setting: string;
+      readonly connectionString: string;
+      /** true only for an http endpoint on loopback (Azurite). */
+      readonly allowInsecureConnection: boolean;
+    };
+
 export type ReplayConfig =
   | { readonly kind: 'off' }
-  | { readonly kind: 'memory'; readonly maxEntries: number }
-  | { readonly kind: 'table'; readonly connectionString: string; readonly tableName: string };
+  | {
+      readonly kind: 'memory';
+      readonly maxEntries: number;
+      readonly maxBytes: number;
+      readonly maxLiveTokensPerDevice: number;
+    }
+  | {
+      readonly kind: 'table';
+      readonly access: ReplayTableAccess;
+      readonly tableName: string;
+      readonly maxLiveTokensPerDevice: number;
+    };
 
 export interface WebhookConfig {
   readonly token: TokenPolicy;
@@ -171,23 +193,130 @@ function keySource(env: Env): KeySourceConfig {
   return { kind: 'local', ...(dir !== undefined && { dir }), ...(pem !== undefined && { fleetPublicKeyPem: pem }) };
 }
 
+const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/i;
+// The storage account's other services: a common slip when copying the account's endpoints.
+const OTHER_STORAGE_SERVICE = /^[^.]+\.(blob|queue|file|dfs|web)\.core\./i;
+
+/**
+ * REPLAY_TABLE_ACCOUNT_URL: the table endpoint of the account, https://<account>.table.core.windows.net (or a
+ * sovereign cloud's suffix). A loopback host may name the account in the path (Azurite: https://127.0.0.1:10002/
+ * devstoreaccount1). No query: a SAS there would be a secret in an app setting meant to hold none.
+ */
+function tableAccountUrl(raw: string): string {
+  const name = 'REPLAY_TABLE_ACCOUNT_URL';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a URL (expected https://<account>.table.core.windows.net)');
+  }
+  if (url.protocol !== 'https:') throw new ConfigError(name, 'must be an https:// URL: the managed identity\'s token is never sent in clear');
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    throw new ConfigError(name, 'must be the bare account URL, without credentials, query (a SAS) or fragment');
+  }
+  if (OTHER_STORAGE_SERVICE.test(url.hostname)) {
+    throw new ConfigError(name, 'names another storage service; use the table endpoint, https://<account>.table.core.windows.net');
+  }
+  const path = url.pathname.replace(/\/+$/, '');
+  if (LOOPBACK_HOST.test(url.hostname)) {
+    if (!/^\/[a-z0-9]{3,24}$/.test(path)) throw new ConfigError(name, 'on a loopback host (Azurite) must name the account in the path, e.g. https://127.0.0.1:10002/devstoreaccount1');
+  } else if (path !== '') {
+    throw new ConfigError(name, 'must have no path (expected https://<account>.table.core.windows.net)');
+  }
+  return `${url.origin}${path}`;
+}
+
+/**
+ * A storage connection string, checked as completely as the SDK will use it (see @azure/data-tables
+ * utils/connectionString.ts): an account key form needs AccountName, a base64 AccountKey and DefaultEndpointsProtocol,
+ * plus TableEndpoint or EndpointSuffix; a SAS form needs SharedAccessSignature and TableEndpoint. Plain http only to
+ * a loopback emulator. Messages name the part, never the value: it holds the account key.
+ */
+function tableConnection(setting: string, raw: string): ReplayTableAccess {
+  if (/^\s*UseDevelopmentStorage=true\s*;?\s*$/i.test(raw)) {
+    // The SDK expands this to Azurite's well-known account on http://127.0.0.1:10002.
+    return { kind: 'connection-string', setting, connectionString: raw, allowInsecureConnection: true };
+  }
+  const parts = new Map<string, string>();
+  for (const element of raw.split(';')) {
+    const trimmed = element.trim();
+    if (trimmed === '') continue;
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) throw new ConfigError(setting, 'is not a storage connection string (Name=value pairs separated by ";")');
+    const key = trimmed.slice(0, eq).trim().toLowerCase();
+    if (parts.has(key)) throw new ConfigError(setting, `names ${trimmed.slice(0, eq).trim()} twice`);
+    parts.set(key, trimmed.slice(eq + 1).trim());
+  }
+  const accountName = parts.get('accountname') ?? '';
+  const accountKey = parts.get('accountkey');
+  const sas = parts.get('sharedaccesssignature');
+  const protocol = parts.get('defaultendpointsprotocol')?.toLowerCase();
+  const suffix = parts.get('endpointsuffix');
+  if (accountKey !== undefined && sas !== undefined) throw new ConfigError(setting, 'has both AccountKey and SharedAccessSignature; keep one');
+  if (accountKey === undefined && sas === undefined) {
+    throw new ConfigError(setting, 'has neither AccountKey nor SharedAccessSignature (use REPLAY_TABLE_ACCOUNT_URL for the managed identity)');
+  }
+  if (accountKey !== undefined) {
+    if (!/^[a-z0-9]{3,24}$/.test(accountName)) throw new ConfigError(setting, 'needs AccountName: 3-24 lower-case letters and digits');
+    if (accountKey === '' || !/^[A-Za-z0-9+/]+={0,2}$/.test(accountKey) || accountKey.length % 4 !== 0) {
+      throw new ConfigError(setting, 'AccountKey is not base64');
+    }
+    if (protocol !== 'https' && protocol !== 'http') throw new ConfigError(setting, 'needs DefaultEndpointsProtocol=https with AccountKey');
+  } else if (sas === '') {
+    throw new ConfigError(setting, 'SharedAccessSignature is empty');
+  }
+  let endpoint = parts.get('tableendpoint');
+  if (endpoint === undefined || endpoint === '') {
+    if (sas !== undefined) throw new ConfigError(setting, 'needs TableEndpoint with SharedAccessSignature');
+    if (suffix === undefined || !isHostName(suffix)) throw new ConfigError(setting, 'needs TableEndpoint or EndpointSuffix (e.g. core.windows.net)');
+    endpoint = `${protocol}://${accountName}.table.${suffix}`;
+  }
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new ConfigError(setting, 'TableEndpoint is not a URL');
+  }
+  if (url.search !== '' || url.username !== '' || url.password !== '') throw new ConfigError(setting, 'TableEndpoint must carry no query or credentials');
+  const loopback = LOOPBACK_HOST.test(url.hostname);
+  if (url.protocol === 'http:' && !loopback) throw new ConfigError(setting, 'TableEndpoint must be https:// (plain http only to a loopback emulator)');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(setting, 'TableEndpoint must be an https:// URL');
+  if (OTHER_STORAGE_SERVICE.test(url.hostname)) throw new ConfigError(setting, 'TableEndpoint names another storage service; use the table endpoint');
+  return { kind: 'connection-string', setting, connectionString: raw, allowInsecureConnection: url.protocol === 'http:' };
+}
+
 function replay(env: Env): ReplayConfig {
   const kind = text(env, 'REPLAY_STORE')?.toLowerCase() ?? 'off';
+  if (kind === 'off') return { kind: 'off' };
+  // A device's own key can mint any number of jtis; each registration may hold this many live ones.
+  const maxLiveTokensPerDevice = integer(env, 'REPLAY_MAX_LIVE_TOKENS_PER_DEVICE', 8, 1, 1000);
   switch (kind) {
-    case 'off':
-      return { kind: 'off' };
     case 'memory':
-      return { kind: 'memory', maxEntries: integer(env, 'REPLAY_MEMORY_MAX_ENTRIES', 1_000_000, 1, 100_000_000) };
+      return {
+        kind: 'memory',
+        maxEntries: integer(env, 'REPLAY_MEMORY_MAX_ENTRIES', 1_000_000, 1, 100_000_000),
+        maxBytes: integer(env, 'REPLAY_MEMORY_MAX_MB', 256, 1, 65_536) * 1024 * 1024,
+        maxLiveTokensPerDevice,
+      };
     case 'table': {
-      const connectionString = text(env, 'REPLAY_TABLE_CONNECTION') ?? text(env, 'AzureWebJobsStorage');
-      if (connectionString === undefined) {
-        throw new ConfigError('REPLAY_TABLE_CONNECTION', 'REPLAY_STORE=table needs REPLAY_TABLE_CONNECTION or AzureWebJobsStorage');
+      const accountUrl = text(env, 'REPLAY_TABLE_ACCOUNT_URL');
+      const connection = text(env, 'REPLAY_TABLE_CONNECTION');
+      if (accountUrl !== undefined && connection !== undefined) {
+        throw new ConfigError('REPLAY_TABLE_ACCOUNT_URL', 'is set together with REPLAY_TABLE_CONNECTION; choose one (the account URL uses the managed identity)');
+      }
+      const jobsStorage = text(env, 'AzureWebJobsStorage');
+      let access: ReplayTableAccess;
+      if (accountUrl !== undefined) access = { kind: 'identity', accountUrl: tableAccountUrl(accountUrl) };
+      else if (connection !== undefined) access = tableConnection('REPLAY_TABLE_CONNECTION', connection);
+      else if (jobsStorage !== undefined) access = tableConnection('AzureWebJobsStorage', jobsStorage);
+      else {
+        throw new ConfigError('REPLAY_TABLE_ACCOUNT_URL', 'REPLAY_STORE=table needs REPLAY_TABLE_ACCOUNT_URL (managed identity), or REPLAY_TABLE_CONNECTION (local, Azurite)');
       }
       const tableName = text(env, 'REPLAY_TABLE_NAME') ?? 'usedtokens';
       if (!/^[A-Za-z][A-Za-z0-9]{2,62}$/.test(tableName)) {
         throw new ConfigError('REPLAY_TABLE_NAME', 'must be 3-63 letters and digits, starting with a letter');
       }
-      return { kind: 'table', connectionString, tableName };
+      return { kind: 'table', access, tableName, maxLiveTokensPerDevice };
     }
     default:
       throw new ConfigError('REPLAY_STORE', `must be off, memory or table, got "${kind}"`);

@@ -31,7 +31,9 @@ describe('loadConfig', () => {
     [{ DEVICE_KEYS_DIR: 'x', INITIAL_TWIN_TEMPLATE: '{"tags":' }, 'INITIAL_TWIN_TEMPLATE', 'not valid JSON'],
     [{ DEVICE_KEYS_DIR: 'x', INITIAL_TWIN_TEMPLATE: '{"properties":{"reported":{}}}' }, 'INITIAL_TWIN_TEMPLATE', '"properties.reported" is not allowed'],
     [{ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'redis' }, 'REPLAY_STORE', 'off, memory or table'],
-    [{ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'table' }, 'REPLAY_TABLE_CONNECTION', 'needs'],
+    [{ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'table' }, 'REPLAY_TABLE_ACCOUNT_URL', 'needs REPLAY_TABLE_ACCOUNT_URL'],
+    [{ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'memory', REPLAY_MAX_LIVE_TOKENS_PER_DEVICE: '0' }, 'REPLAY_MAX_LIVE_TOKENS_PER_DEVICE', 'between 1 and 1000'],
+    [{ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'memory', REPLAY_MEMORY_MAX_MB: 'lots' }, 'REPLAY_MEMORY_MAX_MB', 'whole number'],
     [{ KEY_VAULT_URL: 'https://kv.vault.azure.net', KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: 'yes' }, 'KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION', 'true or false'],
     [{ DEVICE_PUBLIC_KEY: 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE' }, 'DEVICE_PUBLIC_KEY', 'PEM public key'],
   ])('refuses %j naming %s', (env, setting, message) => {
@@ -44,6 +46,73 @@ describe('loadConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).setting).toBe(setting);
     expect((error as ConfigError).message).toContain(message);
+  });
+
+  test('replay settings: the memory bounds and the per-registration budget', () => {
+    expect(loadConfig({ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'memory' }).replay).toEqual({
+      kind: 'memory', maxEntries: 1_000_000, maxBytes: 256 * 1024 * 1024, maxLiveTokensPerDevice: 8,
+    });
+    expect(loadConfig({ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'memory', REPLAY_MEMORY_MAX_MB: '16', REPLAY_MAX_LIVE_TOKENS_PER_DEVICE: '3' }).replay)
+      .toMatchObject({ maxBytes: 16 * 1024 * 1024, maxLiveTokensPerDevice: 3 });
+  });
+
+  describe('the replay table', () => {
+    const table = (env: Record<string, string>) => loadConfig({ DEVICE_KEYS_DIR: 'x', REPLAY_STORE: 'table', ...env }).replay;
+    const KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+    test('by managed identity from the account URL (trailing slash dropped); Azurite names its account in the path', () => {
+      expect(table({ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.table.core.windows.net/' })).toEqual({
+        kind: 'table', access: { kind: 'identity', accountUrl: 'https://acct1.table.core.windows.net' }, tableName: 'usedtokens', maxLiveTokensPerDevice: 8,
+      });
+      expect(table({ REPLAY_TABLE_ACCOUNT_URL: 'https://127.0.0.1:10002/devstoreaccount1' })).toMatchObject({
+        access: { kind: 'identity', accountUrl: 'https://127.0.0.1:10002/devstoreaccount1' },
+      });
+      // The account URL wins over the host's own AzureWebJobsStorage.
+      expect(table({ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.table.core.windows.net', AzureWebJobsStorage: 'UseDevelopmentStorage=true' }))
+        .toMatchObject({ access: { kind: 'identity' } });
+    });
+
+    test('by connection string: an account key on https, Azurite on loopback http, the development shortcut, AzureWebJobsStorage as the fallback', () => {
+      const remote = `DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey=${KEY};EndpointSuffix=core.windows.net`;
+      expect(table({ REPLAY_TABLE_CONNECTION: remote })).toMatchObject({
+        access: { kind: 'connection-string', setting: 'REPLAY_TABLE_CONNECTION', connectionString: remote, allowInsecureConnection: false },
+      });
+      const azurite = `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${KEY};TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;`;
+      expect(table({ REPLAY_TABLE_CONNECTION: azurite })).toMatchObject({ access: { allowInsecureConnection: true } });
+      expect(table({ AzureWebJobsStorage: 'UseDevelopmentStorage=true' })).toMatchObject({
+        access: { kind: 'connection-string', setting: 'AzureWebJobsStorage', allowInsecureConnection: true },
+      });
+    });
+
+    test.each([
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.table.core.windows.net', REPLAY_TABLE_CONNECTION: 'UseDevelopmentStorage=true' }, 'REPLAY_TABLE_ACCOUNT_URL', 'choose one'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'acct1' }, 'REPLAY_TABLE_ACCOUNT_URL', 'not a URL'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'http://acct1.table.core.windows.net' }, 'REPLAY_TABLE_ACCOUNT_URL', 'https://'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.table.core.windows.net/?sv=2024&sig=abc' }, 'REPLAY_TABLE_ACCOUNT_URL', 'without credentials, query'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.blob.core.windows.net' }, 'REPLAY_TABLE_ACCOUNT_URL', 'another storage service'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'https://acct1.table.core.windows.net/usedtokens' }, 'REPLAY_TABLE_ACCOUNT_URL', 'no path'],
+      [{ REPLAY_TABLE_ACCOUNT_URL: 'https://127.0.0.1:10002' }, 'REPLAY_TABLE_ACCOUNT_URL', 'name the account in the path'],
+      [{ REPLAY_TABLE_CONNECTION: 'not a connection string' }, 'REPLAY_TABLE_CONNECTION', 'not a storage connection string'],
+      [{ REPLAY_TABLE_CONNECTION: 'AccountName=acct1;EndpointSuffix=core.windows.net' }, 'REPLAY_TABLE_CONNECTION', 'neither AccountKey nor SharedAccessSignature'],
+      [{ REPLAY_TABLE_CONNECTION: `AccountName=acct1;AccountKey=${KEY};EndpointSuffix=core.windows.net` }, 'REPLAY_TABLE_CONNECTION', 'DefaultEndpointsProtocol'],
+      [{ REPLAY_TABLE_CONNECTION: 'DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey=not base64!;EndpointSuffix=core.windows.net' }, 'REPLAY_TABLE_CONNECTION', 'AccountKey is not base64'],
+      [{ REPLAY_TABLE_CONNECTION: `DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey=${KEY}` }, 'REPLAY_TABLE_CONNECTION', 'TableEndpoint or EndpointSuffix'],
+      [{ REPLAY_TABLE_CONNECTION: `DefaultEndpointsProtocol=http;AccountName=acct1;AccountKey=${KEY};EndpointSuffix=core.windows.net` }, 'REPLAY_TABLE_CONNECTION', 'plain http only to a loopback'],
+      [{ REPLAY_TABLE_CONNECTION: `DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey=${KEY};TableEndpoint=https://acct1.blob.core.windows.net` }, 'REPLAY_TABLE_CONNECTION', 'another storage service'],
+      [{ REPLAY_TABLE_CONNECTION: 'SharedAccessSignature=sv=2024&sig=abc' }, 'REPLAY_TABLE_CONNECTION', 'needs TableEndpoint'],
+      [{ AzureWebJobsStorage: 'AccountName=acct1' }, 'AzureWebJobsStorage', 'neither AccountKey'],
+    ])('refuses %j naming %s, without quoting the value', (env, setting, message) => {
+      let error: unknown;
+      try {
+        table(env);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).setting).toBe(setting);
+      expect((error as ConfigError).message).toContain(message);
+      expect((error as ConfigError).message).not.toMatch(/AccountKey=|sig=|Eby8vdM/);
+    });
   });
 
   test('replay protection makes jti required', () => {

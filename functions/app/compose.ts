@@ -8,6 +8,7 @@ import { createDeviceKeys } from '../keys/resolve.js';
 import type { KeySource } from '../keys/types.js';
 import { createMemoryReplayStore } from '../replay/memory.js';
 import type { ReplayStore } from '../core/ports.js';
+import type { TokenCredential } from '@azure/identity';
 
 export interface Webhook {
   handle(input: WebhookInput): Promise<WebhookAnswer>;
@@ -21,16 +22,31 @@ export interface WebhookOverrides {
   readonly now?: () => number;
   /** A key store to use instead of the configured one (benchmarks, tests of the cache). */
   readonly keyStore?: KeySource;
+  /** The Azure credential for Key Vault and the replay table; default: one DefaultAzureCredential per webhook. */
+  readonly credential?: TokenCredential;
 }
 
-async function keySourceFor(config: WebhookConfig): Promise<KeySource> {
+/**
+ * The process's one Azure credential (in Azure: the function app's managed identity), made only when a setting
+ * needs it and shared by the Key Vault client and the replay table, so both use one token cache and one MSAL client.
+ */
+function lazyCredential(override: TokenCredential | undefined): () => Promise<TokenCredential> {
+  let made: Promise<TokenCredential> | undefined;
+  return () => {
+    // Loaded only when configured, so the local flow never loads the Azure SDK.
+    made ??= override !== undefined ? Promise.resolve(override) : import('@azure/identity').then(({ DefaultAzureCredential }) => new DefaultAzureCredential());
+    return made;
+  };
+}
+
+async function keySourceFor(config: WebhookConfig, credential: () => Promise<TokenCredential>): Promise<KeySource> {
   const source = config.keySource;
   if (source.kind === 'local') return createLocalKeyStore({ ...source, algorithms: config.token.algorithms });
   // Loaded only when configured, so the local flow never loads the Azure SDK.
   const { createKeyVaultStore } = await import('../keys/keyvault.js');
   const { fleetSecretName } = source.keyVault;
   return {
-    store: createKeyVaultStore({ keyVault: source.keyVault, algorithms: config.token.algorithms, timeoutMs: config.keyCache.readTimeoutMs }),
+    store: createKeyVaultStore({ keyVault: source.keyVault, algorithms: config.token.algorithms, timeoutMs: config.keyCache.readTimeoutMs, credential: await credential() }),
     names: ({ registrationId, enrollmentGroupId }) => [
       deviceSecretName(registrationId),
       ...(enrollmentGroupId !== undefined ? [groupSecretName(enrollmentGroupId)] : []),
@@ -39,16 +55,21 @@ async function keySourceFor(config: WebhookConfig): Promise<KeySource> {
   };
 }
 
-async function replayStoreFor(config: WebhookConfig, now: () => number): Promise<ReplayStore | undefined> {
+async function replayStoreFor(config: WebhookConfig, credential: () => Promise<TokenCredential>): Promise<ReplayStore | undefined> {
   const replay = config.replay;
   switch (replay.kind) {
     case 'off':
       return undefined;
     case 'memory':
-      return createMemoryReplayStore({ maxEntries: replay.maxEntries, now });
+      return createMemoryReplayStore(replay);
     case 'table': {
       const { createTableReplayStore } = await import('../replay/table.js');
-      return createTableReplayStore({ connectionString: replay.connectionString, tableName: replay.tableName });
+      const { access } = replay;
+      return createTableReplayStore({
+        access: access.kind === 'identity' ? { kind: 'identity', accountUrl: access.accountUrl, credential: await credential() } : access,
+        tableName: replay.tableName,
+        maxLiveTokensPerDevice: replay.maxLiveTokensPerDevice,
+      });
     }
   }
 }
@@ -59,10 +80,11 @@ async function replayStoreFor(config: WebhookConfig, now: () => number): Promise
  */
 export async function createWebhook(config: WebhookConfig, overrides: WebhookOverrides = {}): Promise<Webhook> {
   const now = overrides.now ?? Date.now;
-  const { store, names } = overrides.keyStore ?? (await keySourceFor(config));
+  const credential = lazyCredential(overrides.credential);
+  const { store, names } = overrides.keyStore ?? (await keySourceFor(config, credential));
   const keyCache = createKeyCache(store, config.keyCache, now);
   const importedKeys = createImportedKeys(config.keyCache.maxImportedKeys);
-  const replay = await replayStoreFor(config, now);
+  const replay = await replayStoreFor(config, credential);
   const deps = {
     policy: config.token,
     ...(config.preferredHub !== undefined && { preferredHub: config.preferredHub }),

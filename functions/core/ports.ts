@@ -48,12 +48,32 @@ export interface DeviceKeys {
   refresh(name: string): Promise<ResolvedKeySet | undefined>;
 }
 
+/** One use of a verified token, as the replay store sees it. */
+export interface TokenUse {
+  /** The registration id, lower-cased (DPS ids are case-insensitive). At most 128 characters (request.ts). */
+  readonly registrationId: string;
+  /** The token's `jti`, 1-256 characters (token.ts). */
+  readonly jti: string;
+  /**
+   * Until when a verifier could still accept this token: (exp + clock skew) in ms. The store must remember the use
+   * at least this long, or the token could be admitted again inside the skew.
+   */
+  readonly acceptableUntilMs: number;
+  /**
+   * The instant the token was verified at. A stored use is judged live against this instant, never a later clock
+   * reading: a verifier that has just accepted a token at t < acceptableUntil can then never find that same token's
+   * record expired, whatever the clocks of other instances say.
+   */
+  readonly verifiedAtMs: number;
+}
+
 /**
  * Remembers which token ids were used, so a `jti` is accepted once within its lifetime. `claim` answers true for
- * the first use and false for every later one; it throws `WebhookError('replay_store_unavailable')` when it cannot
- * tell, and the webhook then refuses to decide (503) rather than risk admitting a replay.
+ * the first use and false for every later one. It throws `WebhookError('token_replay_budget_exceeded')` when the
+ * registration already holds its budget of live `jti`s, and `WebhookError('replay_store_unavailable')` when it
+ * cannot tell; the webhook then refuses to decide (503) rather than risk admitting a replay.
  */
 export interface ReplayStore {
-  claim(key: string, expiresAtMs: number): Promise<boolean>;
+  claim(use: TokenUse): Promise<boolean>;
   close?(): Promise<void>;
 }

@@ -30,6 +30,7 @@ export const REASONS = {
   token_audience_mismatch: { status: 403, summary: 'aud/id_scope names another DPS id scope.' },
   token_jti_missing: { status: 403, summary: 'Replay protection is on and the token has no jti.' },
   token_replayed: { status: 403, summary: 'This jti was already used.' },
+  token_replay_budget_exceeded: { status: 403, summary: 'This registration already has its budget of unexpired tokens on record.' },
   device_key_not_found: { status: 403, summary: 'No public key is on file for this device.' },
   device_key_disabled: { status: 403, summary: "The device's key is disabled (not yet activated, or revoked)." },
   device_key_unusable: { status: 403, summary: "The stored key is not a usable public key for an allowed algorithm." },

@@ -14,6 +14,8 @@ export interface VerifiedToken {
   /** Seconds since the epoch at which the token stops being valid, for replay bookkeeping. */
   readonly exp: number;
   readonly jti?: string;
+  /** The clock reading (ms) the token was judged valid at; the replay store judges liveness at the same instant. */
+  readonly verifiedAtMs: number;
 }
 
 // A compact JWS: three base64url segments. A JWE has five, JSON serialization starts with '{'.
@@ -171,5 +173,5 @@ export async function verifyToken(
   if (jti !== undefined && (jti.length === 0 || jti.length > 256)) {
     throw new WebhookError('token_claim_invalid', 'the "jti" claim must be 1-256 characters');
   }
-  return { claims, key: used, exp, ...(jti !== undefined && { jti }) };
+  return { claims, key: used, exp, verifiedAtMs: nowMs, ...(jti !== undefined && { jti }) };
 }

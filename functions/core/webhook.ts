@@ -97,7 +97,13 @@ async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<
 
   if (deps.replay !== undefined) {
     if (verified.jti === undefined) throw new WebhookError('token_jti_missing', 'replay protection is on: the token needs a "jti"');
-    const first = await deps.replay.claim(`${request.registrationId.toLowerCase()}\n${verified.jti}`, verified.exp * 1000);
+    // Remembered for as long as any verifier would still accept the token: exp plus the clock skew it tolerates.
+    const first = await deps.replay.claim({
+      registrationId: request.registrationId.toLowerCase(),
+      jti: verified.jti,
+      acceptableUntilMs: (verified.exp + deps.policy.clockSkewSeconds) * 1000,
+      verifiedAtMs: verified.verifiedAtMs,
+    });
     if (!first) throw new WebhookError('token_replayed', 'this token was already used');
   }
 

@@ -9,6 +9,12 @@
  *   ... new DefaultAzureCredential() gets its tokens from mi; mi.isIssuedToken(t) checks a bearer token ...
  *   restoreEnv(); await mi.stop();
  *
+ * Token shape: by default an opaque string (`mi-standin.<random>`), enough for the Key Vault stand-in, which only
+ * asks `isIssuedToken`. With `tokenFormat: 'jwt'` it issues what Entra ID really gives a managed identity: a signed
+ * JWT (RS256) with `aud` = the requested resource, `iss` = https://sts.windows.net/<tenant>/, `iat`/`nbf`/`exp`,
+ * `oid`, `tid`, `appid`. Azurite's `--oauth basic` decodes exactly these and refuses a token that is not a JWT or
+ * whose aud/iss/nbf/exp do not fit (azurite src/table/authentication/TableTokenAuthenticator.ts).
+ *
  * Caveat: MSAL picks the managed identity source (and its endpoint URL) once per PROCESS, on the first token
  * request, and keeps its token cache process-wide too. Start one stand-in per test file (vitest runs each file in its
  * own process) and keep it for the whole file; use `fail()` rather than a second server to simulate an outage.
@@ -16,6 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 
 export interface ManagedIdentityStandinOptions {
   /**
@@ -26,6 +33,10 @@ export interface ManagedIdentityStandinOptions {
   readonly tokenLifetimeSeconds?: number;
   /** client_id reported in the answer. */
   readonly clientId?: string;
+  /** 'opaque' (default) or 'jwt': an Entra-shaped signed access token, as storage services decode it. */
+  readonly tokenFormat?: 'opaque' | 'jwt';
+  /** Tenant id in a JWT's `iss` and `tid`. */
+  readonly tenantId?: string;
 }
 
 export interface ManagedIdentityStandin {
@@ -54,12 +65,30 @@ export async function startManagedIdentityStandin(options: ManagedIdentityStandi
   const resources: string[] = [];
   let requests = 0;
   let failStatus: number | undefined;
+  const tenantId = options.tenantId ?? '00000000-0000-0000-0000-0000000071d0';
+  const signingKey: CryptoKey | undefined = options.tokenFormat === 'jwt' ? (await generateKeyPair('RS256')).privateKey : undefined;
+
+  /** What Entra ID issues a system-assigned identity (v1 access token claims). */
+  const accessToken = async (resource: string, expiresOn: number): Promise<string> => {
+    if (signingKey === undefined) return `mi-standin.${randomBytes(24).toString('base64url')}`;
+    const issuedAt = Math.floor(Date.now() / 1000);
+    return new SignJWT({ tid: tenantId, oid: '00000000-0000-0000-0000-0000000001d0', appid: clientId, idtyp: 'app', ver: '1.0' })
+      .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: 'mi-standin' })
+      .setAudience(resource)
+      .setIssuer(`https://sts.windows.net/${tenantId}/`)
+      .setSubject('00000000-0000-0000-0000-0000000001d0')
+      .setIssuedAt(issuedAt)
+      .setNotBefore(issuedAt - 300)
+      .setExpirationTime(expiresOn)
+      .setJti(randomBytes(12).toString('base64url'))
+      .sign(signingKey);
+  };
 
   const send = (res: ServerResponse, status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (req.method !== 'GET' || url.pathname !== '/msi/token') return send(res, 404, { error: 'not_found' });
     requests += 1;
@@ -74,11 +103,12 @@ export async function startManagedIdentityStandin(options: ManagedIdentityStandi
     if (failStatus !== undefined) {
       return send(res, failStatus, { statusCode: failStatus, message: 'managed identity stand-in told to fail' });
     }
-    const token = `mi-standin.${randomBytes(24).toString('base64url')}`;
+    const expiresOn = Math.floor(Date.now() / 1000) + lifetime;
+    const token = await accessToken(resource, expiresOn);
     issued.add(token);
     send(res, 200, {
       access_token: token,
-      expires_on: String(Math.floor(Date.now() / 1000) + lifetime),
+      expires_on: String(expiresOn),
       resource,
       token_type: 'Bearer',
       client_id: clientId,

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -214,7 +214,16 @@ export const AZURITE_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6
 export interface Azurite {
   readonly port: number;
   readonly connectionString: string;
+  /** The table endpoint of the emulator's account, path style: http(s)://127.0.0.1:<port>/devstoreaccount1 */
+  readonly accountUrl: string;
   stop(): Promise<void>;
+}
+
+export interface AzuriteOptions {
+  /** Serve HTTPS with this certificate (`--cert --key`); needed for OAuth, which Azurite refuses over http. */
+  readonly https?: { readonly certPem: string; readonly keyPem: string };
+  /** `--oauth basic`: accept a bearer token whose JWT aud/iss/nbf/exp fit (the signature is not checked). */
+  readonly oauth?: 'basic';
 }
 
 async function freePort(): Promise<number> {
@@ -228,13 +237,21 @@ async function freePort(): Promise<number> {
 const AZURITE_TABLE_MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../node_modules/azurite/dist/src/table/main.js');
 
 /** Starts `azurite-table` in memory on a free loopback port (retrying if the port was taken meanwhile). */
-export async function startAzuriteTable(): Promise<Azurite> {
+export async function startAzuriteTable(options: AzuriteOptions = {}): Promise<Azurite> {
   const workdir = await mkdtemp(join(tmpdir(), 'azurite-table-'));
+  const extra: string[] = [];
+  if (options.https !== undefined) {
+    await writeFile(join(workdir, 'cert.pem'), options.https.certPem);
+    await writeFile(join(workdir, 'key.pem'), options.https.keyPem, { mode: 0o600 });
+    extra.push('--cert', join(workdir, 'cert.pem'), '--key', join(workdir, 'key.pem'));
+  }
+  if (options.oauth !== undefined) extra.push('--oauth', options.oauth);
+  const scheme = options.https !== undefined ? 'https' : 'http';
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const child: ChildProcess = spawn(
       process.execPath,
-      [AZURITE_TABLE_MAIN, '--tableHost', '127.0.0.1', '--tablePort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--disableTelemetry', '--silent'],
+      [AZURITE_TABLE_MAIN, '--tableHost', '127.0.0.1', '--tablePort', String(port), '--inMemoryPersistence', '--skipApiVersionCheck', '--disableTelemetry', '--silent', ...extra],
       { cwd: workdir, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -265,8 +282,9 @@ export async function startAzuriteTable(): Promise<Azurite> {
     return {
       port,
       connectionString:
-        `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_ACCOUNT_KEY};` +
-        `TableEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`,
+        `DefaultEndpointsProtocol=${scheme};AccountName=devstoreaccount1;AccountKey=${AZURITE_ACCOUNT_KEY};` +
+        `TableEndpoint=${scheme}://127.0.0.1:${port}/devstoreaccount1;`,
+      accountUrl: `${scheme}://127.0.0.1:${port}/devstoreaccount1`,
       stop: async () => {
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
