@@ -65,9 +65,9 @@ describe('DEVICE_KEYS_DIR is checked at start', () => {
     expect(error?.message).toContain('not a folder');
   });
 
-  test.runIf(posix).each([0o770, 0o707, 0o777, 0o1777])('a folder with mode %o (writable by group or others) stops the start', async (mode) => {
+  test.runIf(posix).each(['0770', '0707', '0777', '1777'])('a folder with mode %s (writable by group or others) stops the start', async (mode) => {
     const dir = await folder({ 'sensor-1.pem': alice.publicPem });
-    await chmod(dir, mode);
+    await chmod(dir, parseInt(mode, 8));
     const error = configError({ DEVICE_KEYS_DIR: dir });
     expect(error?.setting).toBe('DEVICE_KEYS_DIR');
     expect(error?.message).toContain('writable by group or others');
