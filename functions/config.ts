@@ -138,7 +138,7 @@ function twinTemplate(env: Env): TwinTemplate {
   return parsed as TwinTemplate;
 }
 
-function keySource(env: Env): KeySourceConfig {
+function keySource(env: Env, allowed: readonly string[]): KeySourceConfig {
   const vaultUrl = text(env, 'KEY_VAULT_URL');
   const dir = text(env, 'DEVICE_KEYS_DIR');
   const fleetPem = text(env, 'DEVICE_PUBLIC_KEY');
@@ -172,7 +172,7 @@ function keySource(env: Env): KeySourceConfig {
   if (dir !== undefined) checkKeyFolder(dir);
   // App settings often flatten a PEM's line breaks into literal "\n".
   const pem = fleetPem?.replace(/\\n/g, '\n');
-  if (pem !== undefined) checkFleetPublicKey(pem, algorithms(env));
+  if (pem !== undefined) checkFleetPublicKey(pem, allowed);
   return { kind: 'local', ...(dir !== undefined && { dir }), ...(pem !== undefined && { fleetPublicKeyPem: pem }) };
 }
 
@@ -293,16 +293,18 @@ function audience(env: Env): Pick<TokenPolicy, 'idScope' | 'requireAudience'> {
 }
 
 export function loadConfig(env: Env): WebhookConfig {
+  // Settings that need no I/O first, so a typo is named before the key folder is looked at.
+  const allowed = algorithms(env);
   const scope = audience(env);
   const preferredHub = text(env, 'IOT_HUB_HOSTNAME')?.toLowerCase();
   if (preferredHub !== undefined && !isHostName(preferredHub)) {
     throw new ConfigError('IOT_HUB_HOSTNAME', 'must be a host name such as my-hub.azure-devices.net');
   }
   const replayConfig = replay(env);
-  const source = keySource(env);
+  const source = keySource(env, allowed);
   return {
     token: {
-      algorithms: algorithms(env),
+      algorithms: allowed,
       maxLifetimeSeconds: integer(env, 'JWT_MAX_LIFETIME_SECONDS', 3600, 1, 366 * 24 * 3600),
       clockSkewSeconds: integer(env, 'JWT_CLOCK_SKEW_SECONDS', 60, 0, 600),
       ...scope,
