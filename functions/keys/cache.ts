@@ -108,15 +108,15 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
 const storeTimedOut = () => new WebhookError('key_store_unavailable', 'the key store did not answer in time');
 
 /**
- * A token bucket of one second's worth of reads, refilled continuously (kept as the time the bucket is next empty,
- * GCRA-style, so it costs O(1) and no timer). A read over the rate waits for its turn if that comes within
+ * A token bucket of one second's worth of reads, refilled continuously; kept as one timestamp (the generic cell rate
+ * algorithm), so it costs O(1) and needs no timer. A read over the rate waits for its turn if that comes within
  * `maxWaitMs`, else is refused at once as `key_store_unavailable` (503; DPS retries after retry-after): a storm of
  * distinct ids then reaches the store at the configured rate and never trips its throttling. 0 = no limit.
  */
 export function createRateLimiter(perSecond: number, clock: () => number = () => performance.now()) {
   const intervalMs = perSecond > 0 ? 1000 / perSecond : 0;
-  // GCRA: `due` is when the bucket would be empty again had every read so far been spaced one interval apart; a read
-  // may start once `due` is less than a full bucket (perSecond reads) ahead of now.
+  // `due`: when the next read would start had every read so far been spaced one interval apart. A read may start
+  // while `due` is at most `toleranceMs` ahead of now: that lets a full bucket (perSecond reads) through at once.
   const toleranceMs = 1000 - intervalMs;
   let due = -Infinity;
   return {
