@@ -12,9 +12,10 @@ const FLEET = 'fleet';
 const LISTING_TTL_MS = 1000;
 // A key, a JWKS or a .meta file is a few KB; anything far bigger is not one, and is not read into memory.
 const MAX_FILE_BYTES = 256 * 1024;
-// O_NOFOLLOW: opening a symbolic link fails (ELOOP) instead of reading whatever it points at. Windows has no such
-// flag (0 there); links are rare there and need privilege to create.
-const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
+// O_NOFOLLOW: opening a symbolic link fails (ELOOP) instead of reading whatever it points at. O_NONBLOCK: opening a
+// FIFO named like a key returns at once (then fstat refuses it) instead of holding a thread until a writer comes.
+// Windows has neither flag (0 there); links there need privilege to create.
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const CHECK_MODES = process.platform !== 'win32';
 
 /**

@@ -122,6 +122,15 @@ describe.runIf(posix)('what changes after the start is refused per request, neve
     expect(await ask(webhook, alice)).toMatchObject({ status: 403, code: 'device_key_unusable' });
   });
 
+  test('a FIFO named like a key, made later, is device_key_unusable at once (never waits for a writer)', async () => {
+    const dir = await folder({ 'sensor-1.pem': alice.publicPem });
+    const webhook = await hookFor(dir);
+    await new Promise<void>((resolve, reject) => {
+      spawn('mkfifo', ['-m', '0600', join(dir, 'victim.pem')]).once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mkfifo ${code}`)))).once('error', reject);
+    });
+    expect(await ask(webhook, mallory, 'victim')).toMatchObject({ status: 403, code: 'device_key_unusable' });
+  });
+
   test('a symbolic link as <id>.meta is device_key_unusable, not followed', async () => {
     const outside = await folder({ 'open.meta': '{"enabled": true}' });
     const dir = await folder({ 'sensor-1.pem': alice.publicPem });
