@@ -13,10 +13,11 @@
  * sample devices through `webhook.handle`, to show the entries are the ones the handler uses (no new store reads).
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { parseKeyMaterial } from '../functions/keys/parse.js';
@@ -72,7 +73,7 @@ const store: KeyStore = {
 };
 const signers = new Map<string, KeyObject>();
 
-const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: tmpdir(), KEY_CACHE_MAX_ENTRIES: '10000000' }), {
+const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: mkdtempSync(join(tmpdir(), 'bench-memory-')), DPS_ID_SCOPE_CHECK: 'off', KEY_CACHE_MAX_ENTRIES: '10000000' }), {
   keyStore: { store, names },
 });
 await settle();

@@ -29,6 +29,7 @@ import {
   allocationRequest,
   createTestCa,
   deviceClaims,
+  ID_SCOPE,
   keysDir,
   makeDevice,
   signToken,
@@ -166,7 +167,7 @@ async function python(devices: readonly TestDevice[]): Promise<PythonResult> {
   // The Python sample's claims: no sub/aud, which PyJWT would check against arguments the sample does not pass.
   const cases = await Promise.all(
     devices.slice(0, 100).map(async (d) => [
-      await signToken(d.privateKey, { registration_id: d.id, id_scope: '0ne00ABC123', provisioning_host: 'global.azure-devices-provisioning.net', iat: nowSeconds, exp: nowSeconds + TOKEN_LIFETIME }),
+      await signToken(d.privateKey, { registration_id: d.id, id_scope: ID_SCOPE, provisioning_host: 'global.azure-devices-provisioning.net', iat: nowSeconds, exp: nowSeconds + TOKEN_LIFETIME }),
       d.publicPem,
     ]),
   );
@@ -198,7 +199,7 @@ interface HandlerResult {
 }
 
 async function handler(keyDir: string, bodies: readonly string[]): Promise<HandlerResult> {
-  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: keyDir }));
+  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE }));
   const concurrency = 64;
   // Warm the key cache: every device once.
   for (let i = 0; i < bodies.length; i += concurrency) {
@@ -268,7 +269,7 @@ async function startHostProcess(keyDir: string, workDir: string): Promise<{ url:
   // cwd: an empty folder, so no local.settings.json changes the settings; env: only what the bench sets.
   const child = spawn(process.execPath, [join(repoRoot, 'dist', 'local-host', 'main.js')], {
     cwd: workDir,
-    env: cleanEnv({ DEVICE_KEYS_DIR: keyDir, PORT: '0' }),
+    env: cleanEnv({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE, PORT: '0' }),
     stdio: ['ignore', fd, 'inherit'],
   });
   closeSync(fd);
@@ -429,6 +430,7 @@ async function storm(workDir: string): Promise<StormResult> {
         IDENTITY_HEADER: mi.identityHeader,
         AZURE_TOKEN_CREDENTIALS: 'prod',
         KEY_VAULT_URL: vault.url,
+        DPS_ID_SCOPE: ID_SCOPE,
         // The stand-in's challenge names https://vault.azure.net, which is not its own host name.
         KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: 'true',
         KEY_STORE_MAX_CONCURRENT_READS: String(options.maxReads),

@@ -4,7 +4,7 @@
  * dist/test/support/ and `node dist/bench/run.js` finds them there. Only the benchmark imports them; the function
  * app (`main`: dist/functions/validatejwt.js) never does.
  */
-export { allocationRequest, deviceClaims, keysDir, makeDevice, signToken, type TestDevice } from '../test/support/devices.js';
+export { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signToken, type TestDevice } from '../test/support/devices.js';
 export { createTestCa, startKeyVaultStandin, type KeyVaultStandin } from '../test/support/keyvault-standin.js';
 export { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../test/support/managed-identity-standin.js';
 export { guardLoopback } from '../test/support/loopback-guard.js';

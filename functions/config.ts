@@ -3,7 +3,11 @@
  * local.settings.json locally) and returns a typed, validated config, or throws a `ConfigError` naming the setting.
  * Nothing else in the project reads `process.env` for the webhook's settings.
  */
+import { createPublicKey } from 'node:crypto';
+import { lstatSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { isHostName, SUPPORTED_ALGORITHMS, type TokenPolicy, type TwinTemplate } from './core/policy.js';
+import { isKeyFolderFile, isWritableByOthers } from './keys/folder.js';
 
 export class ConfigError extends TypeError {
   constructor(
@@ -32,6 +36,8 @@ export interface KeyCacheConfig {
   readonly unknownKidCooldownMs: number;
   /** Most store reads in flight at once, so a registration storm cannot trip the store's throttling. */
   readonly maxConcurrentReads: number;
+  /** Most store reads started per second (a token bucket holding one second's worth); 0 = no limit. */
+  readonly maxReadsPerSecond: number;
   /** Deadline for one store read. */
   readonly readTimeoutMs: number;
 }
@@ -154,7 +160,7 @@ function twinTemplate(env: Env): TwinTemplate {
   return parsed as TwinTemplate;
 }
 
-function keySource(env: Env): KeySourceConfig {
+function keySource(env: Env, allowed: readonly string[]): KeySourceConfig {
   const vaultUrl = text(env, 'KEY_VAULT_URL');
   const dir = text(env, 'DEVICE_KEYS_DIR');
   const fleetPem = text(env, 'DEVICE_PUBLIC_KEY');
@@ -185,11 +191,10 @@ function keySource(env: Env): KeySourceConfig {
   if (dir === undefined && fleetPem === undefined) {
     throw new ConfigError('DEVICE_KEYS_DIR', 'no key source is configured: set DEVICE_KEYS_DIR, DEVICE_PUBLIC_KEY or KEY_VAULT_URL');
   }
+  if (dir !== undefined) checkKeyFolder(dir);
   // App settings often flatten a PEM's line breaks into literal "\n".
   const pem = fleetPem?.replace(/\\n/g, '\n');
-  if (pem !== undefined && !pem.includes('-----BEGIN PUBLIC KEY-----')) {
-    throw new ConfigError('DEVICE_PUBLIC_KEY', 'must be a PEM public key (-----BEGIN PUBLIC KEY-----)');
-  }
+  if (pem !== undefined) checkFleetPublicKey(pem, allowed);
   return { kind: 'local', ...(dir !== undefined && { dir }), ...(pem !== undefined && { fleetPublicKeyPem: pem }) };
 }
 
@@ -285,6 +290,81 @@ function tableConnection(setting: string, raw: string): ReplayTableAccess {
   return { kind: 'connection-string', setting, connectionString: raw, allowInsecureConnection: url.protocol === 'http:' };
 }
 
+/**
+ * Whoever can write to the key folder can admit any device, so the folder must be a directory that only its owner
+ * can write, and every key or metadata file in it a regular file only its owner can write. A symbolic link is
+ * refused: the store never follows one (local.ts opens with O_NOFOLLOW), and a link here would point the webhook at
+ * a file whose permissions this check never saw. On Windows, mode bits do not express ACLs, so only the shape is
+ * checked there.
+ */
+function checkKeyFolder(dir: string): void {
+  const fail = (message: string): never => {
+    throw new ConfigError('DEVICE_KEYS_DIR', message);
+  };
+  const checkModes = process.platform !== 'win32';
+  let folder;
+  try {
+    folder = statSync(dir);
+  } catch (error) {
+    return fail(`"${dir}" cannot be used (${(error as NodeJS.ErrnoException).code ?? 'error'}): it must be an existing folder`);
+  }
+  if (!folder.isDirectory()) fail(`"${dir}" is not a folder`);
+  if (checkModes && isWritableByOthers(folder.mode)) {
+    fail(`"${dir}" is writable by group or others (mode ${modeText(folder.mode)}); anyone who can write there can admit any device: chmod go-w it`);
+  }
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    return fail(`"${dir}" cannot be listed (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  for (const name of names.filter(isKeyFolderFile)) {
+    const file = lstatSync(join(dir, name), { throwIfNoEntry: false });
+    if (file === undefined) continue; // removed since the listing
+    if (file.isSymbolicLink()) fail(`"${name}" is a symbolic link; key and .meta files must be regular files in the folder`);
+    if (!file.isFile()) fail(`"${name}" is not a regular file`);
+    if (checkModes && isWritableByOthers(file.mode)) {
+      fail(`"${name}" is writable by group or others (mode ${modeText(file.mode)}): chmod go-w it`);
+    }
+  }
+}
+
+const modeText = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
+
+/** Which allowed algorithms a public key can verify, by its type (and curve). */
+function algorithmsFor(key: ReturnType<typeof createPublicKey>): string[] {
+  const type = key.asymmetricKeyType;
+  if (type === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : [];
+  }
+  if (type === 'rsa') return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+  if (type === 'rsa-pss') return ['PS256', 'PS384', 'PS512'];
+  if (type === 'ed25519') return ['EdDSA', 'Ed25519'];
+  return [];
+}
+
+/** The fleet key is parsed in full at start, so a broken PEM stops the start instead of refusing every device. */
+function checkFleetPublicKey(pem: string, allowed: readonly string[]): void {
+  const fail = (message: string): never => {
+    throw new ConfigError('DEVICE_PUBLIC_KEY', message);
+  };
+  const blocks = [...pem.matchAll(/-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END \1-----/g)];
+  if (blocks.length === 0) fail('must be a PEM public key (-----BEGIN PUBLIC KEY-----)');
+  let usable = false;
+  for (const [block, label] of blocks) {
+    if (label !== 'PUBLIC KEY') fail(`holds a "${label}" PEM block; only PUBLIC KEY (SPKI) is accepted`);
+    let key;
+    try {
+      key = createPublicKey({ key: block, format: 'pem', type: 'spki' });
+    } catch {
+      return fail('is not a valid PEM public key (the PUBLIC KEY block does not parse)');
+    }
+    if (algorithmsFor(key).some((alg) => allowed.includes(alg))) usable = true;
+  }
+  if (!usable) fail(`holds no key that can verify JWT_ALGORITHMS (${allowed.join(', ')})`);
+}
+
 function replay(env: Env): ReplayConfig {
   const kind = text(env, 'REPLAY_STORE')?.toLowerCase() ?? 'off';
   if (kind === 'off') return { kind: 'off' };
@@ -323,30 +403,55 @@ function replay(env: Env): ReplayConfig {
   }
 }
 
-export function loadConfig(env: Env): WebhookConfig {
+/**
+ * DPS_ID_SCOPE is required: a token must name it in `aud` or `id_scope`, so a token minted for another DPS is refused.
+ * DPS_ID_SCOPE_CHECK=off is for fleets whose tokens carry no audience: then the claims may be absent, but a token
+ * that names a scope must still name DPS_ID_SCOPE, and with no DPS_ID_SCOPE any named scope is refused (fail closed).
+ */
+function audience(env: Env): Pick<TokenPolicy, 'idScope' | 'requireAudience'> {
+  const check = text(env, 'DPS_ID_SCOPE_CHECK')?.toLowerCase() ?? 'on';
+  if (check !== 'on' && check !== 'off') throw new ConfigError('DPS_ID_SCOPE_CHECK', `must be on or off, got "${check}"`);
   const idScope = text(env, 'DPS_ID_SCOPE');
+  if (idScope === undefined && check === 'on') {
+    throw new ConfigError('DPS_ID_SCOPE', 'is required: set it to the id scope of your DPS (tokens name it in "aud" or "id_scope"), or set DPS_ID_SCOPE_CHECK=off if your devices\' tokens carry no audience');
+  }
+  if (idScope !== undefined && !/^[0-9A-Za-z]{1,64}$/.test(idScope)) {
+    throw new ConfigError('DPS_ID_SCOPE', 'must be a DPS id scope such as 0ne00000000 (letters and digits)');
+  }
+  return { ...(idScope !== undefined && { idScope }), requireAudience: check === 'on' };
+}
+
+export function loadConfig(env: Env): WebhookConfig {
+  // Settings that need no I/O first, so a typo is named before the key folder is looked at.
+  const allowed = algorithms(env);
+  const scope = audience(env);
   const preferredHub = text(env, 'IOT_HUB_HOSTNAME')?.toLowerCase();
   if (preferredHub !== undefined && !isHostName(preferredHub)) {
     throw new ConfigError('IOT_HUB_HOSTNAME', 'must be a host name such as my-hub.azure-devices.net');
   }
   const replayConfig = replay(env);
+  const source = keySource(env, allowed);
   return {
     token: {
-      algorithms: algorithms(env),
+      algorithms: allowed,
       maxLifetimeSeconds: integer(env, 'JWT_MAX_LIFETIME_SECONDS', 3600, 1, 366 * 24 * 3600),
       clockSkewSeconds: integer(env, 'JWT_CLOCK_SKEW_SECONDS', 60, 0, 600),
-      ...(idScope !== undefined && { idScope }),
+      ...scope,
       requireJti: replayConfig.kind !== 'off',
     },
-    keySource: keySource(env),
+    keySource: source,
     keyCache: {
       ttlMs: integer(env, 'KEY_CACHE_TTL_SECONDS', 300, 0, 86_400) * 1000,
       negativeTtlMs: integer(env, 'KEY_CACHE_NEGATIVE_TTL_SECONDS', 30, 0, 3600) * 1000,
-      staleIfErrorMs: integer(env, 'KEY_CACHE_STALE_IF_ERROR_SECONDS', 3600, 0, 7 * 86_400) * 1000,
+      // A key disabled in the store is still served this long past its TTL while the store is down: minutes, not hours.
+      staleIfErrorMs: integer(env, 'KEY_CACHE_STALE_IF_ERROR_SECONDS', 300, 0, 86_400) * 1000,
       maxEntries: integer(env, 'KEY_CACHE_MAX_ENTRIES', 200_000, 1, 10_000_000),
       maxImportedKeys: integer(env, 'KEY_CACHE_MAX_IMPORTED_KEYS', 5_000, 1, 1_000_000),
       unknownKidCooldownMs: integer(env, 'KEY_CACHE_UNKNOWN_KID_COOLDOWN_SECONDS', 30, 0, 3600) * 1000,
       maxConcurrentReads: integer(env, 'KEY_STORE_MAX_CONCURRENT_READS', 32, 1, 1000),
+      // Key Vault allows 4,000 GETs per vault per 10 s, shared by every instance and client (azure-cli-facts §3): 100
+      // a second per instance leaves room for several. A key folder has no such limit, so none by default.
+      maxReadsPerSecond: integer(env, 'KEY_STORE_MAX_READS_PER_SECOND', source.kind === 'key-vault' ? 100 : 0, 0, 100_000),
       readTimeoutMs: integer(env, 'KEY_STORE_TIMEOUT_MS', 2000, 50, 30_000),
     },
     replay: replayConfig,
@@ -356,6 +461,11 @@ export function loadConfig(env: Env): WebhookConfig {
 }
 
 export function loadLocalHostConfig(env: Env): LocalHostConfig {
+  const rawKey = env.WEBHOOK_FUNCTION_KEY;
+  // Set but blank is a mistake, not "no key": refusing it keeps a typo from opening the endpoint.
+  if (rawKey !== undefined && rawKey !== '' && rawKey.trim() === '') {
+    throw new ConfigError('WEBHOOK_FUNCTION_KEY', 'is only whitespace; set a real key, or remove the setting to run without one');
+  }
   const functionKey = text(env, 'WEBHOOK_FUNCTION_KEY');
   return { port: integer(env, 'PORT', 7071, 0, 65_535), ...(functionKey !== undefined && { functionKey }) };
 }

@@ -13,8 +13,10 @@ export interface TokenPolicy {
   readonly algorithms: readonly string[];
   readonly maxLifetimeSeconds: number;
   readonly clockSkewSeconds: number;
-  /** When set, `aud` and/or `id_scope` must be present and equal it. */
+  /** This DPS's id scope: a token's `aud` / `id_scope`, when present, must name it (absent: any named scope is refused). */
   readonly idScope?: string;
+  /** `aud` or `id_scope` must be present (DPS_ID_SCOPE_CHECK not `off`). */
+  readonly requireAudience: boolean;
   /** With replay protection on, every token needs a `jti`. */
   readonly requireJti: boolean;
 }

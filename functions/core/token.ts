@@ -93,7 +93,7 @@ function mapJoseError(error: unknown): WebhookError {
 
 /**
  * Verifies signature and claims with jose, then the rules jose does not know: iat not in the future, a lifetime
- * cap, and the binding of the token to this registration and (when configured) this DPS id scope.
+ * cap, and the binding of the token to this registration and to this DPS id scope.
  */
 export async function verifyToken(
   token: string,
@@ -154,24 +154,33 @@ export async function verifyToken(
     }
   }
 
-  if (policy.idScope !== undefined) {
-    const aud = claims.aud;
-    if (aud !== undefined && typeof aud !== 'string' && !(Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) {
-      throw new WebhookError('token_claim_invalid', 'the "aud" claim must be a string or an array of strings');
-    }
-    const idScope = optionalString(claims, 'id_scope');
-    if (aud === undefined && idScope === undefined) {
-      throw new WebhookError('token_claim_missing', 'the token must name its DPS id scope in "aud" or "id_scope"');
-    }
-    const audOk = aud === undefined || (typeof aud === 'string' ? aud === policy.idScope : aud.includes(policy.idScope));
-    if (!audOk || (idScope !== undefined && idScope !== policy.idScope)) {
-      throw new WebhookError('token_audience_mismatch', 'the token was issued for another DPS id scope');
-    }
-  }
+  checkAudience(claims, policy);
 
   const jti = optionalString(claims, 'jti');
   if (jti !== undefined && (jti.length === 0 || jti.length > 256)) {
     throw new WebhookError('token_claim_invalid', 'the "jti" claim must be 1-256 characters');
   }
   return { claims, key: used, exp, verifiedAtMs: nowMs, ...(jti !== undefined && { jti }) };
+}
+
+/**
+ * `aud` / `id_scope` bind a token to one DPS. Required by default; with the check off (`requireAudience: false`, for
+ * fleets whose tokens carry no audience) they may be absent, but a token that names a scope must name ours in every
+ * mode. With the check off and no scope configured, any named scope is refused: we cannot tell it is ours.
+ */
+function checkAudience(claims: JWTPayload, policy: TokenPolicy): void {
+  const aud = claims.aud;
+  if (aud !== undefined && typeof aud !== 'string' && !(Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) {
+    throw new WebhookError('token_claim_invalid', 'the "aud" claim must be a string or an array of strings');
+  }
+  const idScope = optionalString(claims, 'id_scope');
+  if (aud === undefined && idScope === undefined) {
+    if (policy.requireAudience) throw new WebhookError('token_claim_missing', 'the token must name its DPS id scope in "aud" or "id_scope"');
+    return;
+  }
+  const ours = policy.idScope;
+  const audOk = aud === undefined || (ours !== undefined && (typeof aud === 'string' ? aud === ours : aud.includes(ours)));
+  if (!audOk || (idScope !== undefined && idScope !== ours)) {
+    throw new WebhookError('token_audience_mismatch', 'the token was issued for another DPS id scope');
+  }
 }

@@ -1,14 +1,15 @@
 import type { KeyCacheConfig } from '../config.js';
 import { WebhookError } from '../core/reasons.js';
 import { withDeadline } from './deadline.js';
+import { LruMap } from './lru.js';
 import type { KeyStore, StoredKeySet } from './types.js';
 
 /**
  * One cache in front of any key store, in the manner of jose's createRemoteJWKSet: parsed keys are kept for a TTL;
  * concurrent lookups of one name share one read (single-flight); a missing name is remembered briefly (negative
  * caching); at most `maxEntries` names are kept (least recently used go first); while the store is failing, a key
- * past its TTL is still served for `staleIfErrorMs`; and reads in flight are bounded, so a registration storm makes
- * at most `maxConcurrentReads` concurrent store calls and exactly one read per name.
+ * past its TTL is still served for `staleIfErrorMs`; and reads are bounded, so a registration storm makes at most
+ * `maxConcurrentReads` concurrent store calls, at most `maxReadsPerSecond` a second, and exactly one read per name.
  */
 export interface KeyCache {
   get(name: string): Promise<StoredKeySet | undefined>;
@@ -31,16 +32,15 @@ const isStoreFault = (error: unknown) =>
   error instanceof WebhookError && (error.code === 'key_store_unavailable' || error.code === 'key_store_access_denied');
 
 export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () => number = Date.now): KeyCache {
-  const entries = new Map<string, Entry>();
+  const entries = new LruMap<string, Entry>(config.maxEntries);
   const pending = new Map<string, Promise<StoredKeySet | undefined>>();
   const limiter = createLimiter(config.maxConcurrentReads, MAX_QUEUED_READS);
+  const rate = createRateLimiter(config.maxReadsPerSecond);
   const stats = { reads: 0, hits: 0, staleServed: 0, size: () => entries.size };
 
   function remember(name: string, value: StoredKeySet | undefined, at: number): void {
     const freshUntil = at + (value === undefined ? config.negativeTtlMs : config.ttlMs);
-    entries.delete(name);
     entries.set(name, { value, readAt: at, freshUntil });
-    while (entries.size > config.maxEntries) entries.delete(entries.keys().next().value as string);
   }
 
   async function readWithDeadline(name: string): Promise<StoredKeySet | undefined> {
@@ -48,8 +48,10 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
     // A read waits for a slot at most half its deadline, so one handed a slot still has time to finish. Waiting the
     // whole deadline let a storm against a hung store hand slots to waiters at their deadline: each then started a
     // store call (a connection, a token) only to abandon it, one after another, holding answers past the deadline
-    // by a few milliseconds per waiter.
-    const release = await limiter.acquire(Math.ceil(config.readTimeoutMs / 2));
+    // by a few milliseconds per waiter. The wait for the read rate and for a slot share that half.
+    const maxWaitMs = Math.ceil(config.readTimeoutMs / 2);
+    await rate.take(maxWaitMs);
+    const release = await limiter.acquire(Math.max(0, maxWaitMs - (performance.now() - started)));
     try {
       stats.reads += 1;
       const remaining = config.readTimeoutMs - (performance.now() - started);
@@ -90,15 +92,12 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
       const entry = entries.get(name);
       if (entry !== undefined && now() < entry.freshUntil) {
         stats.hits += 1;
-        // Re-insert to mark it most recently used: a Map iterates in insertion order, oldest first.
-        entries.delete(name);
-        entries.set(name, entry);
         return Promise.resolve(entry.value);
       }
       return load(name, entry);
     },
     refresh(name) {
-      const entry = entries.get(name);
+      const entry = entries.peek(name);
       if (entry !== undefined && now() - entry.readAt < config.unknownKidCooldownMs) return Promise.resolve(entry.value);
       return load(name, entry);
     },
@@ -107,6 +106,33 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
 
 // A store that ignores the signal must still not hold a registration past the deadline.
 const storeTimedOut = () => new WebhookError('key_store_unavailable', 'the key store did not answer in time');
+
+/**
+ * A token bucket of one second's worth of reads, refilled continuously; kept as one timestamp (the generic cell rate
+ * algorithm), so it costs O(1) and needs no timer. A read over the rate waits for its turn if that comes within
+ * `maxWaitMs`, else is refused at once as `key_store_unavailable` (503; DPS retries after retry-after): a storm of
+ * distinct ids then reaches the store at the configured rate and never trips its throttling. 0 = no limit.
+ */
+export function createRateLimiter(perSecond: number, clock: () => number = () => performance.now()) {
+  const intervalMs = perSecond > 0 ? 1000 / perSecond : 0;
+  // `due`: when the next read would start had every read so far been spaced one interval apart. A read may start
+  // while `due` is at most `toleranceMs` ahead of now: that lets a full bucket (perSecond reads) through at once.
+  const toleranceMs = 1000 - intervalMs;
+  let due = -Infinity;
+  return {
+    /** Resolves when a read may start; rejects at once when its turn is more than `maxWaitMs` away. */
+    take(maxWaitMs: number): Promise<void> {
+      if (intervalMs === 0) return Promise.resolve();
+      const at = clock();
+      const waitMs = Math.max(0, due - toleranceMs - at);
+      if (waitMs > maxWaitMs) {
+        return Promise.reject(new WebhookError('key_store_unavailable', `over the key store read rate (${perSecond} a second)`));
+      }
+      due = Math.max(due, at) + intervalMs;
+      return waitMs === 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, waitMs));
+    },
+  };
+}
 
 /** A counting semaphore with a bounded queue; a waiter gives up after `maxWaitMs`. */
 function createLimiter(max: number, maxQueued: number) {

@@ -1,5 +1,6 @@
 import { importJWK, type CryptoKey } from 'jose';
 import { WebhookError } from '../core/reasons.js';
+import { LruMap } from './lru.js';
 import type { VerificationKey } from './types.js';
 
 /**
@@ -15,22 +16,18 @@ export interface ImportedKeys {
 }
 
 export function createImportedKeys(maxEntries: number): ImportedKeys {
-  const imported = new Map<VerificationKey, CryptoKey | Promise<CryptoKey>>();
+  const imported = new LruMap<VerificationKey, CryptoKey | Promise<CryptoKey>>(maxEntries);
   return {
     size: () => imported.size,
     get(key) {
       const hit = imported.get(key);
-      if (hit !== undefined) {
-        imported.delete(key);
-        imported.set(key, hit);
-        return hit;
-      }
+      if (hit !== undefined) return hit;
       const unusable = () => new WebhookError('device_key_unusable', 'a stored key could not be imported');
       // Every caller, the first and any that find it still importing, gets the same coded refusal on failure.
       const importing: Promise<CryptoKey> = importJWK(key.jwk, key.alg).then(
         (k) => {
           if (k instanceof Uint8Array) throw unusable();
-          if (imported.get(key) === importing) imported.set(key, k);
+          if (imported.peek(key) === importing) imported.set(key, k);
           return k;
         },
         () => {
@@ -38,10 +35,9 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
         },
       );
       importing.catch(() => {
-        if (imported.get(key) === importing) imported.delete(key);
+        if (imported.peek(key) === importing) imported.delete(key);
       });
       imported.set(key, importing);
-      while (imported.size > maxEntries) imported.delete(imported.keys().next().value as VerificationKey);
       return importing;
     },
   };

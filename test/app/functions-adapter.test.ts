@@ -3,14 +3,14 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { createWebhook } from '../../functions/app/compose.js';
 import { toFunctionsHandler } from '../../functions/app/functions-adapter.js';
 import { loadConfig } from '../../functions/config.js';
-import { allocationRequest, deviceToken, HUBS, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, HUBS, ID_SCOPE, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
 
 let device: TestDevice;
 let handler: ReturnType<typeof toFunctionsHandler>;
 
 beforeAll(async () => {
   device = await makeDevice('sensor-7');
-  handler = toFunctionsHandler(createWebhook(loadConfig({ DEVICE_KEYS_DIR: await keysDir([device]) })));
+  handler = toFunctionsHandler(createWebhook(loadConfig({ DEVICE_KEYS_DIR: await keysDir([device]), DPS_ID_SCOPE: ID_SCOPE })));
 });
 
 function invoke(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { createWebhook } from '../../functions/app/compose.js';
 import { loadConfig } from '../../functions/config.js';
-import { allocationRequest, deviceToken, keysDir, makeDevice, publicJwk } from '../support/devices.js';
+import { allocationRequest, deviceToken, ID_SCOPE, keysDir, makeDevice, publicJwk } from '../support/devices.js';
 
 const NOW = Date.parse('2026-11-21T12:00:00Z');
 const now = Math.floor(NOW / 1000);
@@ -14,7 +14,7 @@ test("a JWKS holds several keys; the token's kid picks one; a new kid is picked 
   const file = join(dir, 'sensor-9.json');
   await writeFile(file, JSON.stringify({ keys: [await publicJwk(v1, { kid: 'v1' }), await publicJwk(v2, { kid: 'v2' })] }));
   const webhook = await createWebhook(
-    loadConfig({ DEVICE_KEYS_DIR: dir, KEY_CACHE_TTL_SECONDS: '3600', KEY_CACHE_UNKNOWN_KID_COOLDOWN_SECONDS: '0' }),
+    loadConfig({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE, KEY_CACHE_TTL_SECONDS: '3600', KEY_CACHE_UNKNOWN_KID_COOLDOWN_SECONDS: '0' }),
     { now: () => NOW },
   );
   const ask = async (token: string) => webhook.handle({ body: JSON.stringify(allocationRequest({ registrationId: 'sensor-9', token })) });
@@ -39,7 +39,7 @@ test('a private JWK stored as a device key refuses the device rather than being 
   const dir = await keysDir([]);
   const { exportJWK } = await import('jose');
   await writeFile(join(dir, 'sensor-10.jwk'), JSON.stringify(await exportJWK(device.privateKey)));
-  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: dir }), { now: () => NOW });
+  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE }), { now: () => NOW });
   const answer = await webhook.handle({ body: JSON.stringify(allocationRequest({ registrationId: 'sensor-10', token: await deviceToken(device, now) })) });
   expect(answer.status).toBe(403);
   expect(answer.body).toMatchObject({ code: 'device_key_unusable' });

@@ -140,8 +140,8 @@ test('no answer or log line carries the token', async () => {
 describe('one fleet-wide key (DEVICE_PUBLIC_KEY, as in the Python sample)', () => {
   test("binds each token to its registration, so a device cannot use another's token", async () => {
     const fleet = await makeDevice('fleet');
-    const hook = await createWebhook(loadConfig({ DEVICE_PUBLIC_KEY: fleet.publicPem.replace(/\n/g, '\\n') }), { now: () => NOW });
-    const tokenFor = (id: string) => signToken(fleet.privateKey, { registration_id: id, iat: now, exp: now + 600 });
+    const hook = await createWebhook(loadConfig({ DEVICE_PUBLIC_KEY: fleet.publicPem.replace(/\n/g, '\\n'), DPS_ID_SCOPE: ID_SCOPE }), { now: () => NOW });
+    const tokenFor = (id: string) => signToken(fleet.privateKey, { registration_id: id, id_scope: ID_SCOPE, iat: now, exp: now + 600 });
     const own = await hook.handle({ body: JSON.stringify(allocationRequest({ registrationId: 'dev-1', token: await tokenFor('dev-1') })) });
     expect(own.status).toBe(200);
     expect(own.log.keySource).toBe('DEVICE_PUBLIC_KEY');

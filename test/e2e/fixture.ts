@@ -69,7 +69,7 @@ export interface Flow {
 export async function startFlow(): Promise<Flow> {
   const work = await mkdtemp(join(tmpdir(), 'dps-jwt-e2e-'));
   const keysDir = join(work, 'webhook-keys');
-  await mkdir(keysDir);
+  await mkdir(keysDir, { mode: 0o700 });
   const functionKey = randomBytes(24).toString('base64url');
   const webhookLog: Record<string, unknown>[] = [];
   const rawWebhookLog: string[] = [];

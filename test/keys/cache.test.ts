@@ -5,7 +5,7 @@ import { createKeyCache } from '../../functions/keys/cache.js';
 import type { KeyStore, StoredKeySet } from '../../functions/keys/types.js';
 
 const config: KeyCacheConfig = {
-  ttlMs: 1000, negativeTtlMs: 100, staleIfErrorMs: 10_000, maxEntries: 3, maxImportedKeys: 3, unknownKidCooldownMs: 500, maxConcurrentReads: 2, readTimeoutMs: 200,
+  ttlMs: 1000, negativeTtlMs: 100, staleIfErrorMs: 10_000, maxEntries: 3, maxImportedKeys: 3, unknownKidCooldownMs: 500, maxConcurrentReads: 2, maxReadsPerSecond: 0, readTimeoutMs: 200,
 };
 
 const keySet = (origin: string): StoredKeySet => ({ keys: [], enabled: true, tags: {}, origin });

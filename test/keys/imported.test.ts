@@ -4,7 +4,7 @@ import { createWebhook } from '../../functions/app/compose.js';
 import { loadConfig } from '../../functions/config.js';
 import { createImportedKeys } from '../../functions/keys/imported.js';
 import { parseKeyMaterial } from '../../functions/keys/parse.js';
-import { allocationRequest, deviceToken, keysDir, makeDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, ID_SCOPE, keysDir, makeDevice } from '../support/devices.js';
 
 test('keeps at most maxEntries keys imported, the most recently used, and imports each only once while kept', async () => {
   const devices = await Promise.all(['a', 'b', 'c'].map((id) => makeDevice(id)));
@@ -33,7 +33,7 @@ test('a key that cannot be imported refuses as device_key_unusable, for concurre
 
 test('with one key kept imported, many devices are still admitted, from cached JWKs, without re-reading the store', async () => {
   const devices = await Promise.all(Array.from({ length: 6 }, (_, i) => makeDevice(`dev-${i}`)));
-  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: await keysDir(devices), KEY_CACHE_MAX_IMPORTED_KEYS: '1' }));
+  const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: await keysDir(devices), DPS_ID_SCOPE: ID_SCOPE, KEY_CACHE_MAX_IMPORTED_KEYS: '1' }));
   const now = Math.floor(Date.now() / 1000);
   for (let round = 0; round < 2; round++) {
     for (const device of devices) {

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { allocationRequest, deviceToken, makeDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, ID_SCOPE, makeDevice } from '../support/devices.js';
 
 const MAIN = join(process.cwd(), 'dist/local-host/main.js');
 
@@ -27,10 +27,10 @@ function start(cwd: string, env: Record<string, string>) {
 test('npm start serves the webhook from local.settings.example.json on a fresh clone', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'npm-start-'));
   const device = await makeDevice('sensor-1');
-  await writeFile(join(dir, 'local.settings.example.json'), JSON.stringify({ Values: { DEVICE_KEYS_DIR: 'keys' } }));
+  await writeFile(join(dir, 'local.settings.example.json'), JSON.stringify({ Values: { DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: ID_SCOPE } }));
   const { mkdir } = await import('node:fs/promises');
-  await mkdir(join(dir, 'keys'));
-  await writeFile(join(dir, 'keys', 'sensor-1.pem'), device.publicPem);
+  await mkdir(join(dir, 'keys'), { mode: 0o700 });
+  await writeFile(join(dir, 'keys', 'sensor-1.pem'), device.publicPem, { mode: 0o644 });
   const run = start(dir, { PORT: '0' });
   try {
     const url = await run.ready;
@@ -45,6 +45,6 @@ test('npm start serves the webhook from local.settings.example.json on a fresh c
 
 test('npm start refuses to start on a bad setting and names it', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'npm-start-'));
-  const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', JWT_ALGORITHMS: 'HS256' });
+  const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: ID_SCOPE, JWT_ALGORITHMS: 'HS256' });
   await expect(run.ready).rejects.toThrow(/JWT_ALGORITHMS: "HS256" is not allowed/);
 });

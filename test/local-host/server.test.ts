@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startLocalHost, type LocalHost } from '../../local-host/server.js';
-import { allocationRequest, deviceToken, HUBS, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, HUBS, ID_SCOPE, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
 
 const FUNCTION_KEY = 'local-function-key-0123456789';
 let device: TestDevice;
@@ -10,7 +10,7 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   device = await makeDevice('sensor-0042');
-  host = await startLocalHost({ env: { DEVICE_KEYS_DIR: await keysDir([device]), WEBHOOK_FUNCTION_KEY: FUNCTION_KEY }, port: 0, log: (l) => lines.push(l) });
+  host = await startLocalHost({ env: { DEVICE_KEYS_DIR: await keysDir([device]), DPS_ID_SCOPE: ID_SCOPE, WEBHOOK_FUNCTION_KEY: FUNCTION_KEY }, port: 0, log: (l) => lines.push(l) });
 });
 afterAll(() => host.close());
 

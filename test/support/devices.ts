@@ -96,6 +96,7 @@ export function allocationRequest(options: {
 /** A DEVICE_KEYS_DIR with each device's public key as `<id>.pem`. */
 export async function keysDir(devices: readonly TestDevice[]): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'device-keys-'));
-  await Promise.all(devices.map((d) => writeFile(join(dir, `${d.id}.pem`), d.publicPem)));
+  // Owner-writable only, whatever the umask: the webhook refuses a key folder others can write (config.ts).
+  await Promise.all(devices.map((d) => writeFile(join(dir, `${d.id}.pem`), d.publicPem, { mode: 0o644 })));
   return dir;
 }
