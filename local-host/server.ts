@@ -52,7 +52,7 @@ export const DEFAULT_LIMITS: LocalHostLimits = {
   maxConnections: 256,
   maxRequestsPerSocket: 1000,
   lingerMs: 5_000,
-  lingerBytes: 8 * 1024 * 1024,
+  lingerBytes: 64 * 1024 * 1024,
 };
 
 export interface LocalHostOptions {
@@ -225,7 +225,10 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   // instead of Node's default; the error's class name is all that is logged (its rawPacket may hold ?code=).
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     const code = error.code;
-    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable || inFlight.get(socket)?.headersSent === true) {
+    // The caller went away (reset, or closed mid-message): nobody to answer. A request being handled is logged by
+    // its own decision (request_incomplete).
+    const gone = code === 'ECONNRESET' || code === 'EPIPE' || code === 'HPE_INVALID_EOF_STATE';
+    if (gone || !socket.writable || inFlight.get(socket)?.headersSent === true) {
       socket.destroy();
       return;
     }
