@@ -25,6 +25,8 @@ export interface DecisionLog {
   readonly hub?: string;
   /** For internal_error only: the error's class name, never its message. */
   readonly error?: string;
+  /** For webhook_misconfigured: the setting that stopped the start. */
+  readonly setting?: string;
   /** Twin entries left out because IoT Hub would refuse them (twin.ts), when any were. */
   readonly twinDropped?: readonly string[];
   readonly durationMs: number;
