@@ -77,6 +77,11 @@ function valueProblem(value: unknown, depth: number): string | undefined {
   }
 }
 
+/** Why a top-level entry (one tag or desired property) would make IoT Hub refuse a twin, or undefined. */
+export function twinEntryProblem(name: string, value: unknown): string | undefined {
+  return twinKeyProblem(name) ?? valueProblem(value, 1);
+}
+
 /**
  * A value's size as IoT Hub counts it: strings by length (counted here in UTF-8 bytes, never less than IoT Hub's
  * count), numbers 8, booleans 4, objects the sum of their keys and values. null is counted as 4, to be safe.
@@ -138,7 +143,7 @@ function section(where: string, layers: ReadonlyArray<Readonly<Record<string, un
   const kept = new Set<string>();
   let used = 0;
   for (const [name, { value }] of byPriority) {
-    const problem = twinKeyProblem(name) ?? valueProblem(value, 1);
+    const problem = twinEntryProblem(name, value);
     if (problem !== undefined) {
       drops.add(where, name, problem);
       continue;

@@ -129,3 +129,12 @@ test('a __proto__ member is copied as plain data, never as a prototype', () => {
   expect(Object.hasOwn(twin.tags, '__proto__')).toBe(true);
   expect((twin.tags as { polluted?: unknown }).polluted).toBeUndefined();
 });
+
+test('INITIAL_TWIN_TEMPLATE entries IoT Hub would refuse stop the start, naming the setting and the entry', async () => {
+  const { loadConfig } = await import('../../functions/config.js');
+  const env = (template: unknown) => ({ DEVICE_KEYS_DIR: 'x', DPS_ID_SCOPE: '0ne00ABC123', INITIAL_TWIN_TEMPLATE: JSON.stringify(template) });
+  expect(() => loadConfig(env({ tags: { 'a.b': 1 } }))).toThrow(/INITIAL_TWIN_TEMPLATE: "tags\.a\.b": name holds/);
+  expect(() => loadConfig(env({ properties: { desired: { list: [1] } } }))).toThrow(/INITIAL_TWIN_TEMPLATE: "properties\.desired\.list": arrays are not allowed/);
+  expect(() => loadConfig(env({ tags: { deep: nested(11) } }))).toThrow(/nested over 10 deep/);
+  expect(loadConfig(env({ tags: { 'site:b': { a: 1 } }, properties: { desired: { interval: 30 } } })).twinTemplate).toEqual({ tags: { 'site:b': { a: 1 } }, properties: { desired: { interval: 30 } } });
+});
