@@ -34,8 +34,6 @@ export interface LocalHostLimits {
   readonly keepAliveTimeoutMs: number;
   /** Connections over this are closed on accept. */
   readonly maxConnections: number;
-  /** Requests served on one connection before it is closed. */
-  readonly maxRequestsPerSocket: number;
   /**
    * After a 413 the rest of the body is read and thrown away for at most this long and this many bytes, then the
    * connection is closed: closing with unread data makes TCP reset the connection, and a client that writes its
@@ -50,7 +48,6 @@ export const DEFAULT_LIMITS: LocalHostLimits = {
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
   maxConnections: 256,
-  maxRequestsPerSocket: 1000,
   lingerMs: 5_000,
   lingerBytes: 64 * 1024 * 1024,
 };
@@ -219,7 +216,6 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     },
   );
   server.maxConnections = limits.maxConnections;
-  server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
 
   // Requests Node's HTTP parser refuses, header and request timeouts, resets: answered here, with a JSON body,
   // instead of Node's default; the error's class name is all that is logged (its rawPacket may hold ?code=).
