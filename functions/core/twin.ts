@@ -34,17 +34,20 @@ const MAX_NAME_REPORTED = 64;
 // (segments C0 and C1), '.', '$' and SP" (iot-hub-devguide-device-twins, "Tags and properties format"). Everything
 // else is allowed, `:`, `@` and `+` included.
 const FORBIDDEN_IN_KEY = /[\u0000-\u001f\u0080-\u009f.$ ]/;
-// A lone surrogate has no UTF-8 form.
+// A lone surrogate has no UTF-8 form. The cheap test first: most text has no surrogate at all.
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
+// One UTF-16 code unit is at most 3 UTF-8 bytes, so a string of at most limit / 3 units needs no byte count.
+const isWellFormed = (s: string) => !ANY_SURROGATE.test(s) || !LONE_SURROGATE.test(s);
+const overBytes = (s: string, limit: number) => s.length * 3 > limit && Buffer.byteLength(s, 'utf8') > limit;
 const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 
 /** Why `name` cannot be a twin key (tag or property name), or undefined when it can. */
 export function twinKeyProblem(name: string): string | undefined {
   if (name === '') return 'empty name';
   if (FORBIDDEN_IN_KEY.test(name)) return "name holds '.', '$', a space or a control character";
-  if (LONE_SURROGATE.test(name)) return 'name is not valid UTF-8';
-  if (utf8Bytes(name) > TWIN_LIMITS.keyBytes) return `name over ${TWIN_LIMITS.keyBytes} bytes`;
+  if (!isWellFormed(name)) return 'name is not valid UTF-8';
+  if (overBytes(name, TWIN_LIMITS.keyBytes)) return `name over ${TWIN_LIMITS.keyBytes} bytes`;
   return undefined;
 }
 
@@ -55,8 +58,8 @@ export function twinKeyProblem(name: string): string | undefined {
 function valueProblem(value: unknown, depth: number): string | undefined {
   switch (typeof value) {
     case 'string':
-      if (LONE_SURROGATE.test(value)) return 'string is not valid UTF-8';
-      return utf8Bytes(value) > TWIN_LIMITS.stringBytes ? `string over ${TWIN_LIMITS.stringBytes} bytes` : undefined;
+      if (!isWellFormed(value)) return 'string is not valid UTF-8';
+      return overBytes(value, TWIN_LIMITS.stringBytes) ? `string over ${TWIN_LIMITS.stringBytes} bytes` : undefined;
     case 'boolean':
       return undefined;
     case 'number':
@@ -66,8 +69,8 @@ function valueProblem(value: unknown, depth: number): string | undefined {
       if (value === null) return undefined;
       if (Array.isArray(value)) return 'arrays are not allowed';
       if (depth > TWIN_LIMITS.depth) return `nested over ${TWIN_LIMITS.depth} deep`;
-      for (const [key, member] of Object.entries(value)) {
-        const problem = twinKeyProblem(key) ?? valueProblem(member, depth + 1);
+      for (const key of Object.keys(value)) {
+        const problem = twinKeyProblem(key) ?? valueProblem((value as Record<string, unknown>)[key], depth + 1);
         if (problem !== undefined) return problem;
       }
       return undefined;
@@ -85,16 +88,18 @@ export function twinEntryProblem(name: string, value: unknown): string | undefin
 /**
  * A value's size as IoT Hub counts it: strings by length (counted here in UTF-8 bytes, never less than IoT Hub's
  * count), numbers 8, booleans 4, objects the sum of their keys and values. null is counted as 4, to be safe.
- * Called only on values `valueProblem` accepted, so the recursion is bounded by the depth limit.
+ * `bytesOf` is exact UTF-8 or the cheap upper bound (3 bytes per code unit). Called only on values `valueProblem`
+ * accepted, so the recursion is bounded by the depth limit.
  */
-function sizeOf(value: unknown): number {
-  if (typeof value === 'string') return utf8Bytes(value);
+function sizeOf(value: unknown, bytesOf: (s: string) => number): number {
+  if (typeof value === 'string') return bytesOf(value);
   if (typeof value === 'number') return 8;
   if (typeof value !== 'object' || value === null) return 4;
   let size = 0;
-  for (const [key, member] of Object.entries(value)) size += utf8Bytes(key) + sizeOf(member);
+  for (const key of Object.keys(value)) size += bytesOf(key) + sizeOf((value as Record<string, unknown>)[key], bytesOf);
   return size;
 }
+const upperBytes = (s: string) => s.length * 3;
 
 class Drops {
   readonly lines: string[] = [];
@@ -112,8 +117,11 @@ class Drops {
   }
 }
 
+const NONE = Object.freeze({ tags: Object.freeze({}), desired: Object.freeze({}) });
+
 /** The store's tags split into twin tags and desired properties (CONTRACTS 2); names IoT Hub refuses are dropped. */
 function fromStore(tags: Readonly<Record<string, string>>, drops: Drops): { tags: Record<string, string>; desired: Record<string, string> } {
+  if (Object.keys(tags).length === 0) return NONE;
   const out: Array<[string, string]> = [];
   const desired: Array<[string, string]> = [];
   for (const [name, value] of Object.entries(tags)) {
@@ -127,28 +135,45 @@ function fromStore(tags: Readonly<Record<string, string>>, drops: Drops): { tags
   return { tags: Object.fromEntries(out), desired: Object.fromEntries(desired) };
 }
 
+type Layer = Readonly<Record<string, unknown>> | undefined;
+
 /**
  * One section (`tags` or `properties.desired`) from its layers, lowest priority first: later layers win a name, as
- * a spread would. Then, highest priority first, each winner is kept if IoT Hub would take it (key rules, value types,
- * depth, string size, integer range) and it still fits the section's size limit; anything else is dropped and
- * reported, so what an operator attached to this device's key wins space over the enrollment, and that over the
- * template. Copies by own members only (Object.entries / Object.fromEntries): a `__proto__` key stays plain data.
+ * a spread would. The usual case (every entry valid, and even counted at 3 bytes a character under the size limit)
+ * is that spread, checked once. Otherwise, highest priority first, each winner is kept if IoT Hub would take it
+ * (key rules, value types, depth, string size, integer range) and it still fits the section's size limit; anything
+ * else is dropped and reported, so what an operator attached to this device's key wins space over the enrollment,
+ * and that over the template. Copies by own members only (spread, Object.fromEntries): a `__proto__` key stays data.
  */
-function section(where: string, layers: ReadonlyArray<Readonly<Record<string, unknown>> | undefined>, limitBytes: number, drops: Drops): Record<string, unknown> {
-  const winners = new Map<string, { value: unknown; rank: number }>();
-  layers.forEach((layer, rank) => {
-    if (layer !== undefined) for (const [name, value] of Object.entries(layer)) winners.set(name, { value, rank });
+function section(where: string, layers: readonly [Layer, Layer, Layer, Layer?], limitBytes: number, drops: Drops): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...layers[0], ...layers[1], ...layers[2], ...layers[3] };
+  let upper = 0;
+  let clean = true;
+  for (const name of Object.keys(merged)) {
+    const value = merged[name];
+    if (twinEntryProblem(name, value) !== undefined) {
+      clean = false;
+      break;
+    }
+    upper += upperBytes(name) + sizeOf(value, upperBytes);
+  }
+  if (clean && upper <= limitBytes) return merged;
+
+  const rank = new Map<string, number>();
+  layers.forEach((layer, i) => {
+    if (layer !== undefined) for (const name of Object.keys(layer)) rank.set(name, i);
   });
-  const byPriority = [...winners].sort((a, b) => b[1].rank - a[1].rank);
+  const byPriority = Object.keys(merged).sort((a, b) => (rank.get(b) ?? 0) - (rank.get(a) ?? 0));
   const kept = new Set<string>();
   let used = 0;
-  for (const [name, { value }] of byPriority) {
+  for (const name of byPriority) {
+    const value = merged[name];
     const problem = twinEntryProblem(name, value);
     if (problem !== undefined) {
       drops.add(where, name, problem);
       continue;
     }
-    const size = utf8Bytes(name) + sizeOf(value);
+    const size = utf8Bytes(name) + sizeOf(value, utf8Bytes);
     if (used + size > limitBytes) {
       drops.add(where, name, `${where.slice(0, -1)} would be over ${limitBytes / 1024} KB`);
       continue;
@@ -156,7 +181,7 @@ function section(where: string, layers: ReadonlyArray<Readonly<Record<string, un
     used += size;
     kept.add(name);
   }
-  return Object.fromEntries([...winners].filter(([name]) => kept.has(name)).map(([name, { value }]) => [name, value]));
+  return Object.fromEntries(Object.keys(merged).filter((name) => kept.has(name)).map((name) => [name, merged[name]]));
 }
 
 /**
