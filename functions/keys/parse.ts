@@ -79,8 +79,9 @@ async function fromJson(text: string, algorithms: readonly string[], origin: str
     const publicJwk = publicMembers(jwk as JWK);
     for (const alg of candidates) {
       const key = await importJWK({ ...publicJwk, alg }, alg).catch(() => undefined);
-      if (key !== undefined && !(key instanceof Uint8Array)) refuseShortRsa(key, origin);
-      if (key !== undefined && !(key instanceof Uint8Array)) keys.push({ alg, jwk: publicJwk, ...(kid !== undefined && { kid }) });
+      if (key === undefined || key instanceof Uint8Array) continue;
+      refuseShortRsa(key, origin);
+      keys.push({ alg, jwk: publicJwk, ...(kid !== undefined && { kid }) });
     }
   }
   return keys;
