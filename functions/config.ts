@@ -8,6 +8,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isHostName, SUPPORTED_ALGORITHMS, type TokenPolicy, type TwinTemplate } from './core/policy.js';
 import { isKeyFolderFile, isWritableByOthers } from './keys/folder.js';
+import { twinEntryProblem } from './core/twin.js';
 
 export class ConfigError extends TypeError {
   constructor(
@@ -155,6 +156,14 @@ function twinTemplate(env: Env): TwinTemplate {
     }
     if (properties.desired !== undefined && !isObject(properties.desired)) {
       throw new ConfigError('INITIAL_TWIN_TEMPLATE', '"properties.desired" must be an object');
+    }
+  }
+  // Entries IoT Hub would refuse (core/twin.ts) would be dropped from every twin: refuse them here, at start.
+  const sections = [['tags', parsed.tags], ['properties.desired', isObject(properties) ? properties.desired : undefined]] as const;
+  for (const [where, section] of sections) {
+    for (const [name, value] of Object.entries((section ?? {}) as Record<string, unknown>)) {
+      const problem = twinEntryProblem(name, value);
+      if (problem !== undefined) throw new ConfigError('INITIAL_TWIN_TEMPLATE', `"${where}.${name.slice(0, 64)}": ${problem} (IoT Hub twin rules)`);
     }
   }
   return parsed as TwinTemplate;

@@ -1,10 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createWebhook, type Webhook, type WebhookOverrides } from '../functions/app/compose.js';
 import { readBodyWithLimit } from '../functions/app/body.js';
 import { loadConfig, loadLocalHostConfig, type Env } from '../functions/config.js';
 import { MAX_REQUEST_BYTES } from '../functions/core/policy.js';
+import { REASONS } from '../functions/core/reasons.js';
 
 /**
  * The local stand-in for the Functions host (`npm start`): node:http -> the same webhook the v4 trigger calls, on
@@ -15,8 +17,40 @@ export interface LocalHost {
   readonly url: string;
   readonly port: number;
   readonly webhook: Webhook;
+  readonly limits: LocalHostLimits;
   close(): Promise<void>;
 }
+
+/**
+ * What one caller may hold of the server. Node's defaults (60 s for headers, 300 s per request, unlimited
+ * connections) let a slow or idle client hold a socket for minutes; DPS sends a few KB and waits a few seconds.
+ */
+export interface LocalHostLimits {
+  /** Headers must be complete within this (then 408 and close). */
+  readonly headersTimeoutMs: number;
+  /** The whole request, body included, must arrive within this (then 408 and close). */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** Connections over this are closed on accept. */
+  readonly maxConnections: number;
+  /**
+   * After a 413 the rest of the body is read and thrown away for at most this long and this many bytes, then the
+   * connection is closed: closing with unread data makes TCP reset the connection, and a client that writes its
+   * whole body before reading would lose the 413 (nginx's lingering_time / Apache's lingering close do the same).
+   */
+  readonly lingerMs: number;
+  readonly lingerBytes: number;
+}
+
+export const DEFAULT_LIMITS: LocalHostLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+  lingerMs: 5_000,
+  lingerBytes: 64 * 1024 * 1024,
+};
 
 export interface LocalHostOptions {
   readonly env: Env;
@@ -26,6 +60,8 @@ export interface LocalHostOptions {
   /** One line per decision; defaults to stdout. */
   readonly log?: (line: string) => void;
   readonly overrides?: WebhookOverrides;
+  /** Tests shorten these; `npm start` uses DEFAULT_LIMITS. */
+  readonly limits?: Partial<LocalHostLimits>;
 }
 
 export const ROUTE = '/api/validatejwt';
@@ -43,14 +79,67 @@ function send(res: ServerResponse, status: number, headers: Record<string, strin
   res.end(text);
 }
 
+/** The request target's path and query, or undefined when Node's URL parser refuses it (e.g. `//x:99999/`). */
+function parseTarget(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The class name of anything thrown: never its message, which may quote input (a URL with ?code=, a token). */
+export function errorClass(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}
+
+/**
+ * Reads and discards the rest of a refused body, bounded by `limits.lingerMs` and `limits.lingerBytes`, then ends
+ * the response (its head and body are already written, so a client reading concurrently has its answer at once).
+ */
+function lingerThenClose(req: IncomingMessage, res: ServerResponse, limits: LocalHostLimits): void {
+  let discarded = 0;
+  let done = false;
+  const finish = (cut: boolean) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    req.off('data', count);
+    res.end();
+    if (cut) req.socket.destroy();
+  };
+  const count = (chunk: Buffer) => {
+    discarded += chunk.byteLength;
+    if (discarded > limits.lingerBytes) finish(true);
+  };
+  const timer = setTimeout(() => finish(true), limits.lingerMs);
+  timer.unref();
+  if (req.readableEnded) return finish(false);
+  req.on('data', count);
+  req.once('end', () => finish(false));
+  req.once('error', () => finish(true));
+  req.resume();
+}
+
 export async function startLocalHost(options: LocalHostOptions): Promise<LocalHost> {
   const config = loadConfig(options.env);
   const hostConfig = loadLocalHostConfig(options.env);
+  const limits: LocalHostLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const webhook = await createWebhook(config, options.overrides);
+  // The response in flight on each connection, so a client error after its head was written does not write another.
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    inFlight.set(req.socket, res);
+    res.once('finish', () => inFlight.delete(req.socket));
+    const url = parseTarget(req.url);
+    if (url === undefined) {
+      // The target itself may carry ?code=: it is neither echoed nor logged.
+      log(JSON.stringify({ event: 'validatejwt', outcome: 'malformed', code: 'request_invalid', status: 400 }));
+      res.setHeader('connection', 'close');
+      return send(res, 400, {}, { code: 'request_invalid', message: 'the request target is not a valid path' });
+    }
     if (url.pathname.toLowerCase() !== ROUTE) return send(res, 404, {}, { code: 'not_found', message: `the function is at POST ${ROUTE}` });
     if (req.method !== 'POST') return send(res, 405, { allow: 'POST' }, { code: 'method_not_allowed', message: 'use POST' });
     if (hostConfig.functionKey !== undefined) {
@@ -63,17 +152,95 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     webhook
       .handle({
         contentType: req.headers['content-type'],
-        body: () => readBodyWithLimit(req, req.headers['content-length'], MAX_REQUEST_BYTES),
+        // Not destroyed when reading stops at the limit: the rest is drained by lingerThenClose.
+        body: () => readBodyWithLimit(req.iterator({ destroyOnReturn: false }), req.headers['content-length'], MAX_REQUEST_BYTES),
       })
       .then((answer) => {
-        log(JSON.stringify({ event: 'validatejwt', ...answer.log }));
-        // An oversized body is refused before it is read: close the connection rather than drain it.
-        if (answer.status === 413) res.setHeader('connection', 'close');
-        send(res, answer.status, answer.headers, answer.body);
+        // Serialized before anything is logged or sent, so the log line states the status that was really sent.
+        let text: string;
+        let line: Record<string, unknown> = { event: 'validatejwt', ...answer.log };
+        let status = answer.status;
+        let headers: Record<string, string> = answer.headers;
+        try {
+          text = JSON.stringify(answer.body);
+        } catch (error) {
+          status = 500;
+          headers = { 'content-type': 'application/json; charset=utf-8' };
+          text = JSON.stringify({ code: 'internal_error', message: REASONS.internal_error.summary });
+          line = { ...line, outcome: 'error', code: 'internal_error', status, error: errorClass(error) };
+        }
+        if (req.socket.destroyed) line = { ...line, delivered: false };
+        log(JSON.stringify(line));
+        const head = { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) };
+        if (status === 413) {
+          res.writeHead(status, { ...head, connection: 'close' });
+          res.write(text);
+          lingerThenClose(req, res, limits);
+        } else {
+          res.writeHead(status, head);
+          res.end(text);
+        }
       })
-      .catch(() => send(res, 500, {}, { code: 'internal_error', message: 'An unexpected fault in the webhook.' }));
+      .catch((error: unknown) => lastResort(res, error));
+  }
+
+  /** Anything the handler did not expect: a generic 500, logged by class name only; the server keeps serving. */
+  function lastResort(res: ServerResponse, error: unknown): void {
+    log(JSON.stringify({ event: 'validatejwt', outcome: 'error', code: 'internal_error', status: 500, error: errorClass(error) }));
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    try {
+      res.setHeader('connection', 'close');
+      send(res, 500, {}, { code: 'internal_error', message: REASONS.internal_error.summary });
+    } catch {
+      res.destroy();
+    }
+  }
+
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks the two timeouts above on this interval (30 s by default, which would let them overrun).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    (req, res) => {
+      try {
+        handle(req, res);
+      } catch (error) {
+        lastResort(res, error);
+      }
+    },
+  );
+  server.maxConnections = limits.maxConnections;
+
+  // Requests Node's HTTP parser refuses, header and request timeouts, resets: answered here, with a JSON body,
+  // instead of Node's default; the error's class name is all that is logged (its rawPacket may hold ?code=).
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const code = error.code;
+    // The caller went away (reset, or closed mid-message): nobody to answer. A request being handled is logged by
+    // its own decision (request_incomplete).
+    const gone = code === 'ECONNRESET' || code === 'EPIPE' || code === 'HPE_INVALID_EOF_STATE';
+    if (gone || !socket.writable || inFlight.get(socket)?.headersSent === true) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, message] =
+      code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout', 'the request did not arrive in time']
+      : code === 'HPE_HEADER_OVERFLOW' ? [431, 'request_invalid', 'the request headers are too large']
+      : [400, 'request_invalid', 'the request is not valid HTTP/1.1'];
+    log(JSON.stringify({ event: 'validatejwt', outcome: 'malformed', code: reason, status, error: errorClass(error) }));
+    const text = JSON.stringify({ code: reason, message });
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    );
+    // end() flushes then closes; a peer that never reads is cut off with the request timeout's own bound.
+    setTimeout(() => socket.destroy(), limits.lingerMs).unref();
   });
-  server.keepAliveTimeout = 65_000;
 
   const port = options.port ?? hostConfig.port;
   const host = options.host ?? '127.0.0.1';
@@ -86,6 +253,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     url: `http://${host}:${bound}${ROUTE}`,
     port: bound,
     webhook,
+    limits,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -93,3 +261,4 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     },
   };
 }
+

@@ -1,4 +1,5 @@
-import type { WebhookConfig } from '../config.js';
+import { ConfigError, loadConfig, type Env, type WebhookConfig } from '../config.js';
+import { REASONS, WebhookError } from '../core/reasons.js';
 import { decide, type WebhookAnswer, type WebhookInput } from '../core/webhook.js';
 import { createKeyCache, type KeyCache } from '../keys/cache.js';
 import { createImportedKeys, type ImportedKeys } from '../keys/imported.js';
@@ -10,8 +11,12 @@ import { createMemoryReplayStore } from '../replay/memory.js';
 import type { ReplayStore } from '../core/ports.js';
 import type { TokenCredential } from '@azure/identity';
 
-export interface Webhook {
+/** What an adapter calls: one decision per request. */
+export interface WebhookHandler {
   handle(input: WebhookInput): Promise<WebhookAnswer>;
+}
+
+export interface Webhook extends WebhookHandler {
   readonly keyCache: KeyCache;
   readonly importedKeys: ImportedKeys;
   close(): Promise<void>;
@@ -81,10 +86,10 @@ async function replayStoreFor(config: WebhookConfig, credential: () => Promise<T
 export async function createWebhook(config: WebhookConfig, overrides: WebhookOverrides = {}): Promise<Webhook> {
   const now = overrides.now ?? Date.now;
   const credential = lazyCredential(overrides.credential);
-  const { store, names } = overrides.keyStore ?? (await keySourceFor(config, credential));
+  const { store, names } = overrides.keyStore ?? (await naming(keySettingOf(config), () => keySourceFor(config, credential)));
   const keyCache = createKeyCache(store, config.keyCache, now);
   const importedKeys = createImportedKeys(config.keyCache.maxImportedKeys);
-  const replay = await replayStoreFor(config, credential);
+  const replay = await naming(replaySettingOf(config), () => replayStoreFor(config, credential));
   const deps = {
     policy: config.token,
     ...(config.preferredHub !== undefined && { preferredHub: config.preferredHub }),
@@ -102,4 +107,70 @@ export async function createWebhook(config: WebhookConfig, overrides: WebhookOve
       await replay?.close?.();
     },
   };
+}
+
+function keySettingOf(config: WebhookConfig): string {
+  const source = config.keySource;
+  return source.kind === 'key-vault' ? 'KEY_VAULT_URL' : source.dir !== undefined ? 'DEVICE_KEYS_DIR' : 'DEVICE_PUBLIC_KEY';
+}
+
+function replaySettingOf(config: WebhookConfig): string {
+  const replay = config.replay;
+  if (replay.kind !== 'table') return 'REPLAY_STORE';
+  return replay.access.kind === 'identity' ? 'REPLAY_TABLE_ACCOUNT_URL' : replay.access.setting;
+}
+
+/**
+ * Runs one start step; a fault in it becomes a ConfigError naming the setting behind the step. Its message is the
+ * coded refusal's own (never a secret) or, for anything else, the error's class name only: an SDK's message can
+ * quote a connection string.
+ */
+async function naming<T>(setting: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const why = error instanceof WebhookError ? error.message : error instanceof Error ? error.name : typeof error;
+    throw new ConfigError(setting, `is set but cannot be used (${why})`);
+  }
+}
+
+// DPS retries a 503 (10 tries over about 8 minutes); an operator's fix takes longer than a device fault's retry.
+const MISCONFIGURED_RETRY_AFTER_SECONDS = '30';
+
+/** The answer to every request while a setting cannot work: 503 webhook_misconfigured, naming the setting in the log only. */
+function misconfigured(setting: string): WebhookHandler {
+  const code = 'webhook_misconfigured' as const;
+  const status = REASONS[code].status;
+  return {
+    handle: async () => ({
+      status,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': MISCONFIGURED_RETRY_AFTER_SECONDS },
+      body: { code, message: REASONS[code].summary },
+      log: { outcome: 'retry', code, status, setting, durationMs: 0 },
+    }),
+  };
+}
+
+/**
+ * The webhook as the Functions trigger starts it: read the settings, build the stores, and never reject. A fault at
+ * start (a ConfigError, a setting that parses but cannot work, a key that cannot be imported) is reported once,
+ * naming the setting, and every request is then answered 503 `webhook_misconfigured` until the app restarts with the
+ * setting fixed: the worker stays up (an unhandled rejection would kill it) and DPS retries rather than failing
+ * every device for good.
+ */
+export async function startWebhook(env: Env, options: { report: (line: string) => void; overrides?: WebhookOverrides }): Promise<WebhookHandler> {
+  try {
+    return await createWebhook(loadConfig(env), options.overrides);
+  } catch (error) {
+    const fault = error instanceof ConfigError ? error : new ConfigError('(start)', `failed (${error instanceof Error ? error.name : typeof error})`);
+    options.report(JSON.stringify({
+      event: 'validatejwt',
+      outcome: 'misconfigured',
+      code: 'webhook_misconfigured',
+      setting: fault.setting,
+      message: `${fault.message}; every request is answered 503 webhook_misconfigured until it is fixed`,
+    }));
+    return misconfigured(fault.setting);
+  }
 }

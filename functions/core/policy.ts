@@ -32,3 +32,23 @@ const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]
 export function isHostName(value: string): boolean {
   return HOST_NAME.test(value);
 }
+
+/**
+ * IoT Hub's device twin limits, which bind the `initialTwin` the webhook answers (IoT Hub rejects a whole twin that
+ * breaks one). Source: Microsoft Learn, "Understand and use device twins in IoT Hub"
+ * (iot-hub/iot-hub-devguide-device-twins, sections "Tags and properties format" and "Device twin size").
+ */
+export const TWIN_LIMITS = {
+  /** `tags` in all, counted as IoT Hub counts (key and value lengths; see twin.ts). */
+  tagsBytes: 8 * 1024,
+  /** `properties.desired` in all. */
+  desiredBytes: 32 * 1024,
+  /** Objects nested below `tags` / `properties.desired`: `tags.one.two…ten.property` is the deepest valid path. */
+  depth: 10,
+  /** A key, in UTF-8. */
+  keyBytes: 1024,
+  /** A string value, in UTF-8. */
+  stringBytes: 4 * 1024,
+  minInteger: -4503599627370496,
+  maxInteger: 4503599627370495,
+} as const;

@@ -11,6 +11,7 @@ export const REASONS = {
   request_content_type: { status: 400, summary: 'The request is not application/json.' },
   request_not_json: { status: 400, summary: 'The request body is not valid JSON.' },
   request_invalid: { status: 400, summary: 'The AllocationRequest does not have the documented shape.' },
+  request_incomplete: { status: 400, summary: 'The caller hung up or reset the connection before the whole body arrived.' },
 
   // The device is refused: nothing a retry would change.
   token_missing: { status: 403, summary: 'deviceRuntimeContext.payload.jwt is absent.' },
@@ -39,6 +40,7 @@ export const REASONS = {
   key_store_unavailable: { status: 503, summary: 'The key store timed out, throttled, or failed.' },
   key_store_access_denied: { status: 503, summary: "The webhook's identity may not read the key store." },
   replay_store_unavailable: { status: 503, summary: 'The replay store could not record the jti.' },
+  webhook_misconfigured: { status: 503, summary: 'A setting of the webhook cannot work; its log names the setting.' },
   internal_error: { status: 500, summary: 'An unexpected fault in the webhook.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

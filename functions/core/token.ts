@@ -75,6 +75,7 @@ function optionalString(claims: JWTPayload, name: string): string | undefined {
 }
 
 function mapJoseError(error: unknown): WebhookError {
+  if (error instanceof WebhookError) return error;
   if (error instanceof errors.JWTExpired) {
     return error.claim === 'exp'
       ? new WebhookError('token_expired', 'the token has expired')
@@ -88,7 +89,9 @@ function mapJoseError(error: unknown): WebhookError {
   if (error instanceof errors.JOSEAlgNotAllowed) return new WebhookError('token_algorithm_not_allowed');
   if (error instanceof errors.JOSENotSupported) return new WebhookError('token_header_forbidden', 'the token uses an unsupported JOSE feature');
   if (error instanceof errors.JOSEError) return new WebhookError('token_malformed', 'the token could not be parsed');
-  throw error;
+  // jose reports every fault of the token as a JOSEError; what it throws otherwise (a TypeError such as "RS256
+  // requires key modulusLength to be 2048 bits or larger") is about the key it was handed: the stored key is unusable.
+  return new WebhookError('device_key_unusable', 'the stored key cannot verify this algorithm', { cause: error });
 }
 
 /**

@@ -25,6 +25,10 @@ export interface DecisionLog {
   readonly hub?: string;
   /** For internal_error only: the error's class name, never its message. */
   readonly error?: string;
+  /** For webhook_misconfigured: the setting that stopped the start. */
+  readonly setting?: string;
+  /** Twin entries left out because IoT Hub would refuse them (twin.ts), when any were. */
+  readonly twinDropped?: readonly string[];
   readonly durationMs: number;
 }
 
@@ -119,15 +123,17 @@ async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<
   const enrollment = request.enrollment.kind === 'group'
     ? { kind: 'group' as const, id: request.enrollment.enrollmentGroupId }
     : { kind: 'individual' as const, id: request.enrollment.registrationId };
+  const { twin, dropped } = buildInitialTwin(deps.twinTemplate, request.enrollmentTwin, keySet.tags, {
+    enrollment,
+    ...(verified.key.kid !== undefined && { keyId: verified.key.kid }),
+    keyOrigin: keySet.origin,
+    algorithm: verified.key.alg,
+    provisionedAt: serverTime,
+  });
+  if (dropped.length > 0) log.twinDropped = dropped;
   return {
     iotHubHostName: hub,
-    initialTwin: buildInitialTwin(deps.twinTemplate, request.enrollmentTwin, keySet.tags, {
-      enrollment,
-      ...(verified.key.kid !== undefined && { keyId: verified.key.kid }),
-      keyOrigin: keySet.origin,
-      algorithm: verified.key.alg,
-      provisionedAt: serverTime,
-    }),
+    initialTwin: twin,
     payload: { keyId: verified.key.kid ?? null, algorithm: verified.key.alg, serverTime },
   };
 }

@@ -1,4 +1,4 @@
-import { exportJWK, importJWK, importSPKI, type JWK } from 'jose';
+import { exportJWK, importJWK, importSPKI, type CryptoKey, type JWK } from 'jose';
 import { WebhookError } from '../core/reasons.js';
 import type { VerificationKey } from './types.js';
 
@@ -35,11 +35,23 @@ async function fromPem(text: string, algorithms: readonly string[], origin: stri
     for (const alg of algorithms) {
       const key = await importSPKI(block, alg, { extractable: true }).catch(() => undefined);
       if (key === undefined) continue;
+      refuseShortRsa(key, origin);
       jwk ??= publicMembers(await exportJWK(key));
       keys.push({ alg, jwk });
     }
   }
   return keys;
+}
+
+// jose imports an RSA key of any size but refuses to verify with one under 2048 bits (RFC 7518 §3.3, §3.5): such a
+// key must be refused here, as unusable, not discovered at the first token.
+const MIN_RSA_BITS = 2048;
+
+function refuseShortRsa(key: CryptoKey, origin: string): void {
+  const { modulusLength } = key.algorithm as { modulusLength?: unknown };
+  if (modulusLength !== undefined && (typeof modulusLength !== 'number' || modulusLength < MIN_RSA_BITS)) {
+    throw new WebhookError('device_key_unusable', `${origin} holds an RSA key of ${String(modulusLength)} bits; at least ${MIN_RSA_BITS} are required`);
+  }
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'] as const;
@@ -67,7 +79,9 @@ async function fromJson(text: string, algorithms: readonly string[], origin: str
     const publicJwk = publicMembers(jwk as JWK);
     for (const alg of candidates) {
       const key = await importJWK({ ...publicJwk, alg }, alg).catch(() => undefined);
-      if (key !== undefined && !(key instanceof Uint8Array)) keys.push({ alg, jwk: publicJwk, ...(kid !== undefined && { kid }) });
+      if (key === undefined || key instanceof Uint8Array) continue;
+      refuseShortRsa(key, origin);
+      keys.push({ alg, jwk: publicJwk, ...(kid !== undefined && { kid }) });
     }
   }
   return keys;

@@ -3,13 +3,14 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
+import { rawHttp } from '../support/security.js';
 import { allocationRequest, deviceToken, ID_SCOPE, makeDevice } from '../support/devices.js';
 
 const MAIN = join(process.cwd(), 'dist/local-host/main.js');
 
 /** Runs `node dist/local-host/main.js` (what `npm start` runs after building) and waits for its first line. */
-function start(cwd: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [MAIN], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(cwd: string, env: Record<string, string>, nodeArgs: string[] = []) {
+  const child = spawn(process.execPath, [...nodeArgs, MAIN], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const ready = new Promise<string>((resolve, reject) => {
@@ -47,4 +48,44 @@ test('npm start refuses to start on a bad setting and names it', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'npm-start-'));
   const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: ID_SCOPE, JWT_ALGORITHMS: 'HS256' });
   await expect(run.ready).rejects.toThrow(/JWT_ALGORITHMS: "HS256" is not allowed/);
+});
+
+async function keyFolder(deviceId: string) {
+  const dir = await mkdtemp(join(tmpdir(), 'npm-start-'));
+  const device = await makeDevice(deviceId);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(dir, 'keys'));
+  await writeFile(join(dir, 'keys', `${deviceId}.pem`), device.publicPem);
+  return { dir, device };
+}
+
+test('npm start answers a request target the URL parser refuses with 400, keeps serving, and never prints ?code=', async () => {
+  const { dir, device } = await keyFolder('sensor-2');
+  const functionKey = 'fk-npm-start-0c4e8a2b6d1f3e5a7c9b';
+  const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: '0ne00ABC123', WEBHOOK_FUNCTION_KEY: functionKey });
+  try {
+    const url = new URL(await run.ready);
+    const port = Number(url.port);
+    const bad = await rawHttp(port, `POST //x:99999/api/validatejwt?code=${functionKey} HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{}`);
+    expect(bad.status).toBe(400);
+    const token = await deviceToken(device, Math.floor(Date.now() / 1000));
+    const response = await fetch(`${url.href}?code=${functionKey}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(allocationRequest({ registrationId: 'sensor-2', token })) });
+    expect(response.status).toBe(200);
+    expect(run.child.exitCode).toBeNull();
+    expect(run.output()).not.toContain(functionKey);
+  } finally {
+    run.child.kill('SIGTERM');
+  }
+});
+
+test('a fault no handler caught stops npm start with its class name only, never its message', async () => {
+  const { dir } = await keyFolder('sensor-3');
+  const thrower = "setTimeout(() => { throw new RangeError('secret-in-message code=fk-should-not-print') }, 1000);";
+  const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: '0ne00ABC123' }, ['--import', `data:text/javascript,${encodeURIComponent(thrower)}`]);
+  await run.ready;
+  const code = await new Promise<number | null>((resolve) => run.child.once('exit', resolve));
+  expect(code).toBe(70);
+  expect(run.output()).toContain('stopped after an unexpected RangeError (uncaughtException)');
+  expect(run.output()).not.toContain('secret-in-message');
+  expect(run.output()).not.toContain('fk-should-not-print');
 });

@@ -130,7 +130,7 @@ describe('an unexpected fault (a bug) answers 500 without its message', () => {
     });
     const { response, lines } = await invoke(await handlerFor(webhook), JSON.stringify(allocationRequest({ registrationId: alice.id, token })));
     expect(response.status).toBe(500);
-    expect(response.jsonBody).toEqual({ code: 'internal_error', message: 'An unexpected fault in the webhook.' });
+    expect(JSON.parse(String(response.body))).toEqual({ code: 'internal_error', message: 'An unexpected fault in the webhook.' });
     expect(lines).toHaveLength(1);
     expect(lines[0]!.level).toBe('error');
     expect(JSON.parse(lines[0]!.text)).toMatchObject({ code: 'internal_error', outcome: 'error', error: 'TypeError' });
