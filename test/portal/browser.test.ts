@@ -30,7 +30,8 @@ const portalLog: string[] = [];
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
-  flow = await startFlow();
+  // The device is refused (and its disabled key cached) before activation; no key cache, so activation shows at once.
+  flow = await startFlow({ KEY_CACHE_TTL_SECONDS: '0' });
   device = (await makeDevices(flow.work, flow.keysDir, [ID, 'press-0043'])).get(ID)!;
   // The factory enrolls both disabled (CONTRACTS item 3).
   for (const id of [ID, 'press-0043']) await writeFile(join(flow.keysDir, `${id}.meta`), '{"enabled": false}\n');
