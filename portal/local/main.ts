@@ -1,3 +1,4 @@
+import { DefaultAzureCredential } from '@azure/identity';
 import { PortalConfigError } from '../config.js';
 import { FieldConfigError } from '../core/fields.js';
 import { startLocalPortal } from './server.js';
@@ -11,7 +12,8 @@ const env = {
   ...process.env,
 };
 try {
-  const portal = await startLocalPortal({ env, port: Number(process.env.PORTAL_PORT ?? 7072) });
+  // With KEY_VAULT_URL: the developer's own Azure sign-in (az login), made once.
+  const portal = await startLocalPortal({ env, port: Number(process.env.PORTAL_PORT ?? 7072), credential: () => new DefaultAzureCredential() });
   process.stdout.write(`portal listening on ${portal.url} (${portal.store.description}; development sign-in)\n`);
   const stop = () => void portal.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
