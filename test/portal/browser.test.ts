@@ -9,6 +9,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -133,4 +135,32 @@ describe('factory flow in the browser', () => {
       await context.close();
     }
   }, 60_000);
+
+  it('refuses a forged cross-site POST: a signed-in user tricked into submitting another site\'s form changes nothing', async () => {
+    // The "other site" is 127.0.0.1 while the portal is localhost: a different site to the browser.
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<!doctype html><form method="post" action="${portal.url}/devices/press-0043/activate">
+<input name="location" value="Attacker"><input name="chassis" value="CH-666666"><input name="telemetryMode" value="eco">
+<button id="go" type="submit">Win a prize</button></form>`);
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await page.goto(`${portal.url}/signin`);
+      await page.selectOption('#user', 'maker-anna');
+      await page.click('button[type=submit]');
+      await expect.poll(() => page.textContent('#user')).toBe('maker-anna');
+      await page.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/devices/press-0043/activate')), page.click('#go')]);
+      // SameSite=Strict keeps the session cookie home (401); were it sent, Sec-Fetch-Site: cross-site is refused (403).
+      expect([401, 403]).toContain(response.status());
+      await shot(page, '08-forged-post-refused');
+      expect(readFileSync(join(flow.keysDir, 'press-0043.meta'), 'utf8')).toBe('{"enabled": false}\n');
+    } finally {
+      await context.close();
+      await new Promise<void>((r) => evil.close(() => r()));
+    }
+  });
 });
