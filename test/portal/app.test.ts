@@ -4,9 +4,11 @@
  */
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createPortal } from '../../portal/core/app.js';
 import { createFolderStore } from '../../portal/stores/folder.js';
-import { ANNA, BEN, get, keyFolder, openForm, portalOver, post } from './helpers.js';
+import { ANNA, BEN, FIELDS, get, keyFolder, openForm, portalOver, post } from './helpers.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -232,6 +234,34 @@ describe('revocation', () => {
     expect(JSON.parse(audit.at(-1) ?? '{}')).toMatchObject({ action: 'revoke', device: 'press-0003', outcome: 'revoked' });
     const again = await handler(post('/devices/press-0003/revoke', ANNA, { confirm: 'yes', _csrf: confirm.csrf, _version: confirm.version }, { cookie: confirm.cookie }));
     expect(again.status).toBe(409);
+  });
+});
+
+describe('a store that fails', () => {
+  it('answers 503 saying only that the store is unavailable, and hands the error to the operator log', async () => {
+    const errors: unknown[] = [];
+    const failing = createPortal({
+      store: {
+        description: 'key folder',
+        listDisabled: () => Promise.reject(new Error('EACCES /secret/path/devices')),
+        get: () => Promise.reject(new Error('EACCES /secret/path/devices')),
+        update: () => Promise.reject(new Error('unreachable')),
+      },
+      fields: FIELDS,
+      requiredRole: 'Device.Activate',
+      csrfSecret: randomBytes(32),
+      base: '',
+      secureCookies: true,
+      signInUrl: '/signin',
+      audit: () => {},
+      randomNonce: () => randomBytes(18).toString('base64url'),
+      onError: (e) => errors.push(e),
+    });
+    const answer = await failing(get('/devices/press-0001', ANNA));
+    expect(answer.status).toBe(503);
+    expect(answer.body).toContain('The key folder cannot be reached right now; nothing was changed.');
+    expect(answer.body).not.toContain('/secret/path');
+    expect(errors).toHaveLength(1);
   });
 });
 

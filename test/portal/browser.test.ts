@@ -30,8 +30,13 @@ let browser: Browser;
 let device: Device;
 const portalLog: string[] = [];
 
+// Absent on a developer machine: skip, saying why. In CI (.ci/run installs it) its absence is a failure.
+const available = existsSync(CHROMIUM);
+const skip = !available && !process.env.CI;
+
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+  if (skip) return;
+  if (!available) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   // The device is refused (and its disabled key cached) before activation; no key cache, so activation shows at once.
   flow = await startFlow({ KEY_CACHE_TTL_SECONDS: '0' });
   device = (await makeDevices(flow.work, flow.keysDir, [ID, 'press-0043'])).get(ID)!;
@@ -65,7 +70,9 @@ afterAll(async () => {
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 
-describe('factory flow in the browser', () => {
+if (skip) describe.skip(`${CHROMIUM} is not installed (apt-get install -y chromium); skipped outside CI`, () => {});
+
+describe.skipIf(skip)('factory flow in the browser', () => {
   it('the webhook refuses the device while its key is disabled (factory state)', async () => {
     const { result, webhookReason } = await flow.register({ registrationId: ID, privateKeyFile: device.privateKeyFile, symmetricKey: individualKey });
     expect(result).toBeUndefined();
