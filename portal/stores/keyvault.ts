@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { TokenCredential } from '@azure/identity';
 import { SecretClient, type SecretProperties } from '@azure/keyvault-secrets';
 import { deviceSecretName } from '../../functions/keys/names.js';
@@ -14,9 +15,9 @@ import type { DeviceKeyState, DeviceKeyStore, UpdateResult } from '../core/ports
  * - update: `updateSecretProperties` (PATCH /secrets/{name}/{version}) enables/disables and replaces the tags.
  *
  * Key Vault has no conditional update (no etag, no If-Match), so a lost update is prevented in three steps: the portal
- * core runs one device's changes one after the other in the process; here the state's version is `<secret version>@
- * <updated time>` and is re-read just before the PATCH (refused as a conflict when it moved); and after the PATCH the
- * state is read again and must be exactly what was written, else the user is told it raced (conflict). Two portal
+ * core runs one device's changes one after the other in the process; here the state's version is
+ * `<secret version>@<updated time>#<digest of enabled and tags>` and is re-read just before the PATCH (refused as a
+ * conflict when it moved); and after the PATCH the state is read again and must be exactly what was written, else the user is told it raced (conflict). Two portal
  * instances writing the same device within the same few milliseconds can still both pass the check; the second write
  * wins whole (tags are replaced as a set, never merged half-way) and the re-read tells its author if it was overtaken.
  */
@@ -28,13 +29,18 @@ export interface KeyVaultDeviceStoreOptions {
 
 const DEVICE_PREFIX = 'device-';
 
+/**
+ * The vault's `updated` time has whole seconds, so the version also carries a digest of what the portal decides on
+ * (enabled + tags): a change within the same second still moves it.
+ */
 function stateOf(id: string, props: SecretProperties): DeviceKeyState {
-  return {
-    id,
-    enabled: props.enabled !== false,
-    tags: { ...props.tags },
-    version: `${props.version ?? ''}@${props.updatedOn?.getTime() ?? 0}`,
-  };
+  const enabled = props.enabled !== false;
+  const tags = { ...props.tags };
+  const content = createHash('sha256')
+    .update(JSON.stringify([enabled, Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]))
+    .digest('base64url')
+    .slice(0, 16);
+  return { id, enabled, tags, version: `${props.version ?? ''}@${props.updatedOn?.getTime() ?? 0}#${content}` };
 }
 
 function isNotFound(error: unknown): boolean {
