@@ -20,6 +20,7 @@ import { loadPrivateKeyFile } from '../sample-device/key-file.js';
 import { signDeviceToken } from '../sample-device/jwt.js';
 import type { TransportKind } from '../sample-device/transport.js';
 import { isEntryPoint } from '../sample-device/entry-point.js';
+import { PORTAL_STEP_WEBHOOK_ENV, runPortalStep } from './portal-step.js';
 
 export const HUBS = ['hub-eu.azure-devices.net', 'hub-us.azure-devices.net'];
 const ID_SCOPE = '0ne00DEMO01';
@@ -114,6 +115,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
         DPS_ID_SCOPE: ID_SCOPE,
         // The twin every admitted device starts with (the webhook adds its provisioning tags).
         INITIAL_TWIN_TEMPLATE: JSON.stringify(TWIN_TEMPLATE),
+        ...PORTAL_STEP_WEBHOOK_ENV,
       },
       port: 0,
       log: (line) => {
@@ -235,6 +237,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       print(`${ok ? 'ok  ' : 'FAIL'} ${s.registrationId} over ${s.transport} (${s.title}): ${outcome}, ${detail}, webhook: ${webhookReason}`);
     }
 
+    // The factory flow: refused while disabled, activated through the portal, admitted (demo/portal-step.ts).
+    const portalStep = await runPortalStep({ work, keysDir, dps, idScope: ID_SCOPE, groupKey, webhookLog, print, ...(options.signal !== undefined && { signal: options.signal }) });
+
     const records = dps.registrations();
     print('');
     print(
@@ -251,7 +256,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       print(`  initial twin: ${JSON.stringify(assigned.initialTwin ?? null)}`);
       print(`  payload returned to the device: ${JSON.stringify(assigned.payload ?? null)}`);
     }
-    const ok = rows.length === scenarios.length && rows.every((r) => r.ok) && assigned !== undefined;
+    const ok = rows.length === scenarios.length && rows.every((r) => r.ok) && assigned !== undefined && portalStep.ok;
     print('');
     print(`${ok ? 'PASS' : 'FAIL'}: ${rows.filter((r) => r.ok).length}/${scenarios.length} devices ended as expected in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     return { ok, rows, records };

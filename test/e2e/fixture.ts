@@ -66,7 +66,8 @@ export interface Flow {
   close(): Promise<void>;
 }
 
-export async function startFlow(): Promise<Flow> {
+/** `env` adds to (or overrides) the webhook's settings. */
+export async function startFlow(env: Readonly<Record<string, string>> = {}): Promise<Flow> {
   const work = await mkdtemp(join(tmpdir(), 'dps-jwt-e2e-'));
   const keysDir = join(work, 'webhook-keys');
   await mkdir(keysDir, { mode: 0o700 });
@@ -82,6 +83,7 @@ export async function startFlow(): Promise<Flow> {
       INITIAL_TWIN_TEMPLATE: JSON.stringify({ tags: { model: 's1' }, properties: { desired: { telemetryInterval: 30 } } }),
       // Keys are added while the webhook runs; do not let a cached "not found" hide them.
       KEY_CACHE_NEGATIVE_TTL_SECONDS: '0',
+      ...env,
     },
     port: 0,
     log: (line) => {

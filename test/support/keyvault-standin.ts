@@ -11,6 +11,7 @@
  * - Missing secret: 404 `SecretNotFound`. Disabled secret: 403 `Forbidden` / innererror `SecretDisabled`, as the vault.
  * - Faults per secret name or for every secret: an HTTP status (403 no role, 429 + Retry-After, 500, 503...), a delay,
  *   a hang, a connection reset.
+ * - For the portal: list secrets and versions (paged), PATCH a version's properties (see the section below).
  * - Counters: authenticated reads per secret, reads in flight and their peak, challenges, rejected tokens.
  *
  * TLS: the server certificate (localhost, 127.0.0.1, ::1) is issued by a test CA. By default that is the CA the
@@ -131,6 +132,8 @@ export interface KeyVaultStandin {
   readonly challenges: number;
   /** Requests whose bearer token `acceptsToken` refused. */
   readonly rejectedTokens: number;
+  /** PATCH updates of secret properties answered 200 (the portal's writes). */
+  readonly metadataUpdates: number;
   /** Zeroes every counter (secrets and faults stay). */
   resetCounters(): void;
   /** Closes the server, dropping hung and delayed requests. */
@@ -223,8 +226,129 @@ export async function startKeyVaultStandin(options: KeyVaultStandinOptions): Pro
     });
   };
 
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Secret metadata routes (the portal): list secrets, list one secret's versions, update a version's properties.
+  // REST shapes from learn.microsoft.com/rest/api/keyvault/secrets (get-secrets, get-secret-versions, update-secret)
+  // and the SDK's generated operations (@azure/keyvault-secrets 4.12 dist/esm/api/operations.js):
+  // - GET /secrets?maxresults=N and GET /secrets/{name}/versions?maxresults=N answer
+  //   `{ value: SecretItem[], nextLink: string | null }`; a SecretItem is `{ id, attributes, tags, contentType }`,
+  //   never the value; disabled secrets are listed (azure-cli-facts §3, K4). maxresults is 1-25 (default 25); a
+  //   secret with no versions lists none (unconfirmed on the real vault whether that is 200 [] or 404: the portal
+  //   takes both as "no such device").
+  // - PATCH /secrets/{name}/{version} with `{ attributes?: { enabled? }, tags?, contentType? }`: fields left out stay
+  //   as they were; `tags`, when given, replaces the whole set; answers the SecretBundle without `value`. An unknown
+  //   version is 404 SecretNotFound; a disabled secret may be updated (that is how it is enabled again). More than
+  //   15 tags or a tag name/value over 256 characters is 400 BadParameter (K9).
+  const propertiesUpdatedAt = new Map<string, number>();
+
+  const item = (name: string, stored: StoredVersion, withVersion: boolean) => ({
+    id: `${origin}/secrets/${name}${withVersion ? `/${stored.version}` : ''}`,
+    attributes: {
+      enabled: stored.enabled,
+      created: stored.created,
+      updated: propertiesUpdatedAt.get(stored.version) ?? stored.created,
+      recoveryLevel: 'Recoverable+Purgeable',
+      recoverableDays: 90,
+    },
+    tags: stored.tags,
+    ...(stored.contentType !== undefined && { contentType: stored.contentType }),
+  });
+
+  const page = (res: ServerResponse, url: URL, items: unknown[]): void => {
+    const maxText = url.searchParams.get('maxresults');
+    const max = maxText === null ? 25 : Number(maxText);
+    if (!Number.isInteger(max) || max < 1 || max > 25) {
+      return json(res, 400, { error: { code: 'BadParameter', message: 'maxresults must be an integer from 1 to 25.' } });
+    }
+    const skip = Number(url.searchParams.get('$skiptoken') ?? '0') || 0;
+    const next = skip + max < items.length ? new URL(url.pathname, origin) : undefined;
+    if (next !== undefined) {
+      next.searchParams.set('api-version', url.searchParams.get('api-version') ?? '');
+      next.searchParams.set('$skiptoken', String(skip + max));
+      next.searchParams.set('maxresults', String(max));
+    }
+    json(res, 200, { value: items.slice(skip, skip + max), nextLink: next?.toString() ?? null });
+  };
+
+  const authorizedForMetadata = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (req.headers.authorization === undefined) challenges += 1;
+    else if (token === undefined || !options.acceptsToken(token)) rejectedTokens += 1;
+    else return true;
+    json(res, 401, { error: errorBody(401) }, {
+      'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/${tenantId}", resource="https://vault.azure.net"`,
+    });
+    return false;
+  };
+
+  /** Answers the metadata routes; false for anything else (left to the GET handler below). */
+  const handleMetadataRoutes = (req: IncomingMessage, res: ServerResponse, url: URL): boolean => {
+    const list = req.method === 'GET' && /^\/secrets\/?$/.test(url.pathname);
+    const versions = req.method === 'GET' ? /^\/secrets\/([^/]+)\/versions\/?$/.exec(url.pathname) : null;
+    const patch = req.method === 'PATCH' ? /^\/secrets\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname) : null;
+    if (!list && versions === null && patch === null) return false;
+    if (!url.searchParams.has('api-version')) {
+      json(res, 400, { error: { code: 'BadParameter', message: 'The api-version query parameter is required.' } });
+      return true;
+    }
+    if (!authorizedForMetadata(req, res)) return true;
+    if (list) {
+      const items = [...secrets.entries()].flatMap(([, all]) => {
+        const current = all.at(-1);
+        return current === undefined ? [] : [item(namesByKey.get(current.version) ?? '', current, false)];
+      });
+      page(res, url, items);
+      return true;
+    }
+    if (versions !== null) {
+      const name = decodeURIComponent(versions[1] ?? '');
+      page(res, url, (secrets.get(name.toLowerCase()) ?? []).map((v) => item(namesByKey.get(v.version) ?? name, v, true)));
+      return true;
+    }
+    const name = decodeURIComponent(patch?.[1] ?? '');
+    const version = decodeURIComponent(patch?.[2] ?? '');
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: { attributes?: { enabled?: unknown }; tags?: unknown; contentType?: unknown };
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as typeof body;
+      } catch {
+        return json(res, 400, { error: { code: 'BadParameter', message: 'The request body is not valid JSON.' } });
+      }
+      const all = secrets.get(name.toLowerCase());
+      const index = all?.findIndex((v) => v.version === version) ?? -1;
+      const stored = index >= 0 ? all?.[index] : undefined;
+      if (all === undefined || stored === undefined) {
+        return json(res, 404, { error: { code: 'SecretNotFound', message: `A secret with (name/id) ${name}/${version} was not found in this key vault.` } });
+      }
+      const tags = body.tags === undefined ? stored.tags : (body.tags as Record<string, string>);
+      const tagEntries = Object.entries(tags ?? {});
+      if (tagEntries.length > 15 || tagEntries.some(([k, v]) => k.length > 256 || typeof v !== 'string' || v.length > 256)) {
+        return json(res, 400, { error: { code: 'BadParameter', message: 'Tags: at most 15, names and values at most 256 characters.' } });
+      }
+      const enabled = typeof body.attributes?.enabled === 'boolean' ? body.attributes.enabled : stored.enabled;
+      const contentType = typeof body.contentType === 'string' ? body.contentType : stored.contentType;
+      const updated: StoredVersion = { ...stored, enabled, tags: { ...tags }, ...(contentType !== undefined && { contentType }) };
+      all[index] = updated;
+      // Whole seconds, as the vault's timestamps; +1 when within the same second so a change is always visible.
+      const now = Math.floor(Date.now() / 1000);
+      const previous = propertiesUpdatedAt.get(version) ?? stored.created;
+      propertiesUpdatedAt.set(version, now > previous ? now : previous + 1);
+      metadataUpdates += 1;
+      const { id, attributes } = item(namesByKey.get(version) ?? name, updated, true);
+      json(res, 200, { id, attributes, tags: updated.tags, ...(updated.contentType !== undefined && { contentType: updated.contentType }) });
+    });
+    return true;
+  };
+  /** Secret names as first set, by version id, so lists spell names as the vault keeps them. */
+  const namesByKey = new Map<string, string>();
+  let metadataUpdates = 0;
+
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', origin);
+    if (handleMetadataRoutes(req, res, url)) return;
     const match = SECRET_PATH.exec(url.pathname);
     if (req.method !== 'GET' || match === null) {
       return json(res, 400, { error: { code: 'BadParameter', message: 'The stand-in serves GET /secrets/{name}[/{version}] only.' } });
@@ -315,6 +439,7 @@ export async function startKeyVaultStandin(options: KeyVaultStandinOptions): Pro
         created: Math.floor(Date.now() / 1000),
       });
       secrets.set(key, versions);
+      namesByKey.set(version, name);
       return version;
     },
     deleteSecret(name) {
@@ -346,6 +471,9 @@ export async function startKeyVaultStandin(options: KeyVaultStandinOptions): Pro
     },
     get rejectedTokens() {
       return rejectedTokens;
+    },
+    get metadataUpdates() {
+      return metadataUpdates;
     },
     resetCounters() {
       readCounts.clear();
