@@ -36,17 +36,17 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 /** Checks a key as given in the manifest (PEM text, or a JWK / JWKS as JSON text or object). */
 export async function prepareKey(given: unknown, algorithms: readonly string[]): Promise<PreparedKey | KeyProblem> {
   if (typeof given === 'object' && given !== null) return fromJwkSet(given, algorithms);
-  if (typeof given !== 'string') return new KeyProblem('key_unusable', 'must be a PEM text or a JWK');
+  if (typeof given !== 'string') return new KeyProblem('key_unusable', 'not a PEM text or a JWK');
   const text = given.replace(/\r\n?/g, '\n').trim();
   if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
-    return new KeyProblem('key_private', 'is a PRIVATE key (not shown); give the public key and keep the private key on the device');
+    return new KeyProblem('key_private', 'a PRIVATE key (not shown); give the public key and keep the private key on the device');
   }
   if (text.startsWith('-----BEGIN')) return fromPem(text, algorithms);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return new KeyProblem('key_unusable', 'is neither an SPKI PEM nor a JWK');
+    return new KeyProblem('key_unusable', 'neither an SPKI PEM nor a JWK');
   }
   return fromJwkSet(parsed, algorithms);
 }
@@ -56,14 +56,14 @@ async function fromPem(text: string, algorithms: readonly string[]): Promise<Pre
   const der: Buffer[] = [];
   for (const match of text.matchAll(PEM_BLOCK)) {
     const [block, label, body] = match;
-    if (label !== 'PUBLIC KEY') return new KeyProblem('key_unusable', `holds a "${label}" PEM block; only PUBLIC KEY (SPKI) blocks are accepted`);
+    if (label !== 'PUBLIC KEY') return new KeyProblem('key_unusable', `a "${label}" PEM block; only PUBLIC KEY (SPKI) blocks are accepted`);
     const problem = await usable(block, algorithms);
     if (problem !== undefined) return problem;
     blocks.push(block);
     der.push(Buffer.from(body!.replace(/\s+/g, ''), 'base64'));
   }
   if (blocks.length === 0 || text.replace(PEM_BLOCK, '').trim() !== '') {
-    return new KeyProblem('key_unusable', 'is not a well-formed PEM (only PUBLIC KEY blocks, nothing between them)');
+    return new KeyProblem('key_unusable', 'not a well-formed PEM (only PUBLIC KEY blocks, nothing between them)');
   }
   return finish(blocks, der);
 }
@@ -71,22 +71,22 @@ async function fromPem(text: string, algorithms: readonly string[]): Promise<Pre
 async function fromJwkSet(value: unknown, algorithms: readonly string[]): Promise<PreparedKey | KeyProblem> {
   const record = value as Record<string, unknown>;
   const list = typeof value === 'object' && value !== null && Array.isArray(record.keys) ? (record.keys as unknown[]) : [value];
-  if (list.length === 0) return new KeyProblem('key_unusable', 'is a JWKS without keys');
+  if (list.length === 0) return new KeyProblem('key_unusable', 'a JWKS without keys');
   const blocks: string[] = [];
   const der: Buffer[] = [];
   for (const jwk of list) {
     if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk) || typeof (jwk as JWK).kty !== 'string') {
-      return new KeyProblem('key_unusable', 'holds a JWK without "kty"');
+      return new KeyProblem('key_unusable', 'a JWK without "kty"');
     }
     if ((jwk as JWK).kty === 'oct' || PRIVATE_MEMBERS.some((m) => m in jwk)) {
-      return new KeyProblem('key_private', 'holds private or symmetric key material (not shown); give only the public JWK');
+      return new KeyProblem('key_private', 'private or symmetric key material (not shown); give only the public JWK');
     }
     const text = JSON.stringify(jwk);
     const problem = await usable(text, algorithms);
     if (problem !== undefined) return problem;
     const [first] = await parseKeyMaterial(text, algorithms, 'publicKey');
     const key = await importJWK(first!.jwk, first!.alg, { extractable: true });
-    if (key instanceof Uint8Array) return new KeyProblem('key_private', 'is a symmetric key (not shown)');
+    if (key instanceof Uint8Array) return new KeyProblem('key_private', 'a symmetric key (not shown)');
     const pem = (await exportSPKI(key)).trim();
     blocks.push(pem);
     der.push(Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'));
@@ -96,7 +96,7 @@ async function fromJwkSet(value: unknown, algorithms: readonly string[]): Promis
 
 function finish(blocks: string[], der: Buffer[]): PreparedKey | KeyProblem {
   const pem = `${blocks.join('\n')}\n`;
-  if (Buffer.byteLength(pem) > MAX_VALUE_BYTES) return new KeyProblem('key_too_large', "is over Key Vault's 25 KB secret limit");
+  if (Buffer.byteLength(pem) > MAX_VALUE_BYTES) return new KeyProblem('key_too_large', "over Key Vault's 25 KB secret limit");
   return { pem, digest: digestOf(der) };
 }
 
@@ -113,7 +113,7 @@ async function usable(text: string, algorithms: readonly string[]): Promise<KeyP
   if (keys.length > 0) return undefined;
   const others = SUPPORTED_ALGORITHMS.filter((a) => !algorithms.includes(a));
   const fits = others.length === 0 ? [] : await parseKeyMaterial(text, others, 'publicKey').catch(() => []);
-  if (fits.length === 0) return new KeyProblem('key_unusable', 'is not a public key the webhook can import');
+  if (fits.length === 0) return new KeyProblem('key_unusable', 'not a public key the webhook can import');
   const algs = [...new Set(fits.map((k) => k.alg))].join(', ');
-  return new KeyProblem('key_algorithm', `is a key for ${algs}; the webhook accepts ${algorithms.join(', ')} (P-256 for ES256); --algorithms widens it like JWT_ALGORITHMS`);
+  return new KeyProblem('key_algorithm', `a key for ${algs}; the webhook accepts ${algorithms.join(', ')} (P-256 for ES256); --algorithms widens it like JWT_ALGORITHMS`);
 }

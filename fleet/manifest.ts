@@ -64,16 +64,16 @@ export function parseJsonLines(text: string): Manifest {
     try {
       parsed = JSON.parse(trimmed);
     } catch {
-      malformed.push({ line, field: '(row)', problem: 'is not valid JSON' });
+      malformed.push({ line, field: 'row', problem: 'not valid JSON' });
       return;
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      malformed.push({ line, field: '(row)', problem: 'must be a JSON object' });
+      malformed.push({ line, field: 'row', problem: 'not a JSON object' });
       return;
     }
     const unknown = Object.keys(parsed).filter((k) => !KNOWN.has(k));
     if (unknown.length > 0) {
-      malformed.push({ line, field: unknown[0]!.slice(0, 40), problem: `is not a manifest field (expected ${MANIFEST_FIELDS.join(', ')})` });
+      malformed.push({ line, field: unknown[0]!.slice(0, 40), problem: `not a manifest field (expected ${MANIFEST_FIELDS.join(', ')})` });
       return;
     }
     rows.push({ line, values: parsed as ManifestRow['values'] });
@@ -99,12 +99,12 @@ export function parseCsv(text: string, file = 'manifest'): Manifest {
   const malformed: MalformedRow[] = [];
   for (const record of records) {
     if (record.error !== undefined) {
-      malformed.push({ line: record.line, field: '(row)', problem: record.error });
+      malformed.push({ line: record.line, field: 'row', problem: record.error });
       continue;
     }
     if (record.fields.length === 1 && record.fields[0] === '') continue; // a blank line
     if (record.fields.length !== columns.length) {
-      malformed.push({ line: record.line, field: '(row)', problem: `has ${record.fields.length} fields; the header has ${columns.length}` });
+      malformed.push({ line: record.line, field: 'row', problem: `${record.fields.length} fields; the header has ${columns.length}` });
       continue;
     }
     const values: Record<string, string> = {};
@@ -158,7 +158,7 @@ function splitCsv(text: string): CsvRecord[] {
       if (field === '' && !wasQuoted) {
         quoted = true;
         wasQuoted = true;
-      } else error ??= 'has a stray quote (quote the whole field and double the quotes inside)';
+      } else error ??= 'a stray quote (quote the whole field and double the quotes inside)';
     } else if (c === ',') {
       fields.push(field);
       field = '';
@@ -168,11 +168,11 @@ function splitCsv(text: string): CsvRecord[] {
       line++;
       recordLine = line;
     } else if (c !== '\r') {
-      if (wasQuoted) error ??= 'has text after a closing quote';
+      if (wasQuoted) error ??= 'text after a closing quote';
       field += c;
     }
   }
-  if (quoted) error ??= 'has a quoted field that is never closed';
+  if (quoted) error ??= 'a quoted field that is never closed';
   if (field !== '' || fields.length > 0 || error !== undefined) endRecord();
   return records;
 }

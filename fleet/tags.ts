@@ -36,10 +36,10 @@ export function parseTags(given: unknown): Record<string, string> | TagProblem {
   } else if (typeof given === 'object' && !Array.isArray(given)) {
     pairs = Object.entries(given as Record<string, unknown>);
   } else {
-    return new TagProblem('tags_invalid', 'must be k=v;k=v (CSV) or an object of strings (JSON Lines)');
+    return new TagProblem('tags_invalid', 'not k=v;k=v (CSV) or an object of strings (JSON Lines)');
   }
   if (pairs.length > MAX_ROW_TAGS) {
-    return new TagProblem('tags_too_many', `has ${pairs.length} tags; at most ${MAX_ROW_TAGS} (Key Vault allows 15, one is ${DIGEST_TAG})`);
+    return new TagProblem('tags_too_many', `${pairs.length} tags; at most ${MAX_ROW_TAGS} (Key Vault allows 15, one is ${DIGEST_TAG})`);
   }
   const tags: Record<string, string> = {};
   const lower = new Set<string>();

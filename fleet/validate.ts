@@ -58,7 +58,7 @@ export interface Validated {
 }
 
 export async function validateManifest(manifest: Manifest, options: ValidateOptions): Promise<Validated> {
-  const refused: Refusal[] = manifest.malformed.map((m) => ({ line: m.line, field: m.field, reason: 'row_malformed' as const, message: `${m.field} ${m.problem}` }));
+  const refused: Refusal[] = manifest.malformed.map((m) => ({ line: m.line, field: m.field, reason: 'row_malformed' as const, message: m.problem }));
   const candidates: PlannedRow[] = [];
   for (const row of manifest.rows) {
     const outcome = await validateRow(row, options);
@@ -82,7 +82,7 @@ export async function validateManifest(manifest: Manifest, options: ValidateOpti
         secretName: row.secretName,
         field: row.kind === 'device' ? 'registrationId' : 'groupId',
         reason: 'duplicate_id',
-        message: `${row.kind} ${row.id} is also on line ${others} (ids are case-insensitive)`,
+        message: `${row.id} is also on line ${others} (ids are case-insensitive)`,
       });
     }
   }
@@ -97,27 +97,27 @@ async function validateRow(row: ManifestRow, options: ValidateOptions): Promise<
     line,
     field,
     reason,
-    message: `${field} ${message}`,
+    message,
     ...(id !== undefined && { id }),
     ...(secretName !== undefined && { secretName }),
   });
 
   const registrationId = values.registrationId;
   const groupId = values.groupId;
-  if (registrationId !== undefined && groupId !== undefined) return refuse('registrationId', 'id_ambiguous', 'and groupId are both given; a row is one device or one group');
-  if (registrationId === undefined && groupId === undefined) return refuse('registrationId', 'id_missing', 'is missing (or groupId for an enrollment group)');
+  if (registrationId !== undefined && groupId !== undefined) return refuse('registrationId', 'id_ambiguous', 'registrationId and groupId are both given; a row is one device or one group');
+  if (registrationId === undefined && groupId === undefined) return refuse('registrationId', 'id_missing', 'missing (or groupId for an enrollment group)');
   const kind = registrationId !== undefined ? 'device' : 'group';
   const idField = kind === 'device' ? 'registrationId' : 'groupId';
   const id = (registrationId ?? groupId) as unknown;
   if (typeof id !== 'string' || !isRegistrationId(id)) {
-    const shown = typeof id === 'string' ? ` "${id.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}"` : '';
+    const shown = typeof id === 'string' ? `"${id.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}${id.length > 40 ? '...' : ''}"` : 'the value';
     return refuse(idField, 'id_invalid', `${shown} is not a DPS id: 1-128 of A-Z a-z 0-9 - . _ : ending in a letter, digit or -`);
   }
   const secretName = kind === 'device' ? deviceSecretName(id) : groupSecretName(id);
 
   let given: unknown;
   if (values.publicKey !== undefined && values.publicKeyFile !== undefined) {
-    return refuse('publicKey', 'key_ambiguous', 'and publicKeyFile are both given; give one', id, secretName);
+    return refuse('publicKey', 'key_ambiguous', 'publicKey and publicKeyFile are both given; give one', id, secretName);
   }
   if (values.publicKeyFile !== undefined) {
     if (typeof values.publicKeyFile !== 'string') return refuse('publicKeyFile', 'key_file_unreadable', 'must be a path', id, secretName);
@@ -131,7 +131,7 @@ async function validateRow(row: ManifestRow, options: ValidateOptions): Promise<
   } else if (values.publicKey !== undefined) {
     given = values.publicKey;
   } else {
-    return refuse('publicKey', 'key_missing', 'is missing (or publicKeyFile)', id, secretName);
+    return refuse('publicKey', 'key_missing', 'missing (or publicKeyFile)', id, secretName);
   }
   const keyField = values.publicKeyFile !== undefined ? 'publicKeyFile' : 'publicKey';
   const key = await prepareKey(given, options.algorithms);

@@ -1,7 +1,6 @@
 /**
- * The vault as the import sees it: one page of secret properties, one write, one secret's versions. The SecretClient
- * implementation makes no retries of its own (retry.ts decides, so every attempt passes the token bucket and every
- * 429 is counted) and turns the SDK's errors into `VaultError`s whose messages hold only a status and a code.
+ * The vault as the import sees it: the paged listing of secret properties, one write, one secret's versions. Writes
+ * get no SDK retries (the importer decides, so every attempt passes the token bucket and every 429 is counted) and turns the SDK's errors into `VaultError`s whose messages hold only a status and a code.
  */
 import type { TokenCredential } from '@azure/identity';
 import { SecretClient } from '@azure/keyvault-secrets';
@@ -24,8 +23,13 @@ export interface SecretWrite {
 }
 
 export interface VaultPort {
-  /** One page of the vault's secrets; `next` continues the listing. */
-  listPage(continuation: string | undefined, signal?: AbortSignal): Promise<{ items: StoredSecret[]; next?: string }>;
+  /**
+   * The vault's secrets, a page at a time, in one pass. A page that fails is retried by the client (429, 5xx, no
+   * answer) before the listing gives up.
+   */
+  listSecrets(signal?: AbortSignal): AsyncIterable<StoredSecret[]>;
+  /** Requests the listing has sent so far, retries included. */
+  readonly listCalls: number;
   /** Stores a new version. */
   setSecret(name: string, write: SecretWrite, signal?: AbortSignal): Promise<void>;
   /** Every version of one secret (properties only). */
@@ -54,13 +58,43 @@ export interface SecretClientVaultOptions {
   readonly credential: TokenCredential;
   /** For a vault whose challenge names another resource host (the local stand-in); never needed in Azure. */
   readonly disableChallengeResourceVerification?: boolean;
+  /**
+   * Retries of one page of the listing, by the SDK (a page has no continuation token outside it): default the
+   * documented back-off, 5 retries from 1 s, up to 16 s [azure-cli-facts.md §3 K7].
+   */
+  readonly listRetry?: { readonly maxRetries: number; readonly retryDelayInMs: number; readonly maxRetryDelayInMs: number };
 }
 
 export function createSecretClientVault(options: SecretClientVaultOptions): VaultPort {
-  const client = new SecretClient(options.url, options.credential, {
+  const common = {
     disableChallengeResourceVerification: options.disableChallengeResourceVerification === true,
-    retryOptions: { maxRetries: 0 },
     userAgentOptions: { userAgentPrefix: 'dps-jwt-webhook-fleet' },
+  };
+  // Writes: no SDK retries; the importer retries each one through its token bucket.
+  const client = new SecretClient(options.url, options.credential, { ...common, retryOptions: { maxRetries: 0 } });
+  let listCalls = 0;
+  const lister = new SecretClient(options.url, options.credential, {
+    ...common,
+    retryOptions: options.listRetry ?? { maxRetries: 5, retryDelayInMs: 1_000, maxRetryDelayInMs: 16_000 },
+    additionalPolicies: [
+      {
+        position: 'perRetry',
+        policy: {
+          name: 'fleetCountListCalls',
+          sendRequest: async (request, next) => {
+            // Every attempt counts, except the challenge round trip (401) that gets the token.
+            try {
+              const response = await next(request);
+              if (response.status !== 401) listCalls += 1;
+              return response;
+            } catch (error) {
+              listCalls += 1;
+              throw error;
+            }
+          },
+        },
+      },
+    ],
   });
   const toStored = (p: { name: string; enabled?: boolean; tags?: Record<string, string>; contentType?: string; createdOn?: Date }): StoredSecret => ({
     name: p.name.toLowerCase(),
@@ -70,16 +104,15 @@ export function createSecretClientVault(options: SecretClientVaultOptions): Vaul
     ...(p.createdOn !== undefined && { createdOn: p.createdOn.getTime() }),
   });
   return {
-    async listPage(continuation, signal) {
+    async *listSecrets(signal) {
       try {
-        const pages = client.listPropertiesOfSecrets({ abortSignal: signal }).byPage(continuation === undefined ? {} : { continuationToken: continuation });
-        const first = await pages.next();
-        if (first.done === true) return { items: [] };
-        const page = first.value as Array<Parameters<typeof toStored>[0]> & { continuationToken?: string };
-        return { items: page.map(toStored), ...(page.continuationToken ? { next: page.continuationToken } : {}) };
+        for await (const page of lister.listPropertiesOfSecrets({ abortSignal: signal }).byPage()) yield page.map(toStored);
       } catch (error) {
         throw classify(error, 'list secrets');
       }
+    },
+    get listCalls() {
+      return listCalls;
     },
     async setSecret(name, write, signal) {
       try {

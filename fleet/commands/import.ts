@@ -94,7 +94,7 @@ export async function importFleet(options: ImportOptions): Promise<ImportSummary
   for (const r of refused) {
     counts.refused += 1;
     report.add({ line: r.line, outcome: 'refused', reason: r.reason, field: r.field, message: r.message, ...ids(r) });
-    log(`line ${r.line}: ${r.message}`);
+    log(`line ${r.line}: ${r.field}: ${r.message}`);
   }
   if (refused.length > 0 && options.skipInvalid !== true) {
     report.close();
@@ -106,7 +106,7 @@ export async function importFleet(options: ImportOptions): Promise<ImportSummary
   }
 
   // 2. One paged listing of the vault: which rows are there already.
-  const existing = await listExisting(options.vault, new Set(planned.map((r) => r.secretName)), retry, clock, vaultCounts, options.signal);
+  const existing = await listExisting(options.vault, new Set(planned.map((r) => r.secretName)), vaultCounts, options.signal);
 
   const toWrite: Array<{ row: PlannedRow; update: false | 'key_differs' | 'metadata_differs' | 'digest_missing' }> = [];
   for (const row of planned) {
@@ -259,38 +259,22 @@ function decide(row: PlannedRow, stored: StoredSecret | undefined): Decision {
 
 type Counts = { listCalls: number; versionListCalls: number; writeAttempts: number; writes: number; throttled: number; unavailable: number };
 
-async function listExisting(
-  vault: VaultPort,
-  wanted: ReadonlySet<string>,
-  retry: RetryPolicy,
-  clock: Clock,
-  counts: Counts,
-  signal?: AbortSignal,
-): Promise<Map<string, StoredSecret>> {
+async function listExisting(vault: VaultPort, wanted: ReadonlySet<string>, counts: Counts, signal?: AbortSignal): Promise<Map<string, StoredSecret>> {
   const found = new Map<string, StoredSecret>();
   if (wanted.size === 0) return found;
-  let continuation: string | undefined;
-  do {
-    let page: Awaited<ReturnType<VaultPort['listPage']>> | undefined;
-    for (let attempt = 1; page === undefined; attempt++) {
-      counts.listCalls += 1;
-      try {
-        page = await vault.listPage(continuation, signal);
-      } catch (error) {
-        const e = classify(error, 'list secrets');
-        if (e.kind === 'aborted') throw new FleetError('interrupted', 'stopped while listing the vault; nothing was written');
-        if (e.kind === 'denied') throw accessDenied(e, 'list');
-        if ((e.kind !== 'throttled' && e.kind !== 'unavailable') || attempt >= retry.attempts) {
-          throw new FleetError('vault_unavailable', `${e.message}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}; nothing was written`);
-        }
-        if (e.kind === 'throttled') counts.throttled += 1;
-        await clock.sleep(backoffMs(retry, attempt), signal).catch(() => undefined);
-        if (signal?.aborted) throw new FleetError('interrupted', 'stopped while listing the vault; nothing was written');
-      }
+  const before = vault.listCalls;
+  try {
+    for await (const page of vault.listSecrets(signal)) {
+      for (const item of page) if (wanted.has(item.name)) found.set(item.name, item);
     }
-    for (const item of page.items) if (wanted.has(item.name)) found.set(item.name, item);
-    continuation = page.next;
-  } while (continuation !== undefined);
+  } catch (error) {
+    const e = classify(error, 'list secrets');
+    if (e.kind === 'aborted' || signal?.aborted) throw new FleetError('interrupted', 'stopped while listing the vault; nothing was written');
+    if (e.kind === 'denied') throw accessDenied(e, 'list');
+    throw new FleetError('vault_unavailable', `${e.message} (after the client's retries); nothing was written`);
+  } finally {
+    counts.listCalls += vault.listCalls - before;
+  }
   return found;
 }
 
