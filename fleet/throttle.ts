@@ -14,8 +14,8 @@ export interface WriteLimit {
 export const DOCUMENTED_WRITE_LIMIT: WriteLimit = { writes: 300, windowMs: 10_000 };
 
 /** Fraction of the limit the bucket aims for in any window (burst included). */
-const HEADROOM = 0.98;
-const BURST_FRACTION = 0.04;
+const HEADROOM = 0.95;
+const BURST_FRACTION = 0.01;
 
 export interface Clock {
   now(): number;
