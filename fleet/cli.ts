@@ -231,7 +231,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       dryRun,
       report,
       progress: io.isTTY === true ? ttyProgress(io.stderr, io.columns ?? 80) : plainProgress(io.stderr),
-      log: (line) => (dryRun ? io.stdout(line) : io.stderr(`${line}\n`)),
+      // On a terminal the line first clears the progress bar it would otherwise be appended to.
+      log: (line) => (dryRun ? io.stdout(line) : io.stderr(`${io.isTTY === true ? '\r\x1b[K' : ''}${line}\n`)),
       ...(io.signal !== undefined && { signal: io.signal }),
     });
     io.stdout(formatSummary(summary, reportPath));

@@ -428,6 +428,62 @@ describe('disabled rows are stored disabled: the webhook answers device_key_disa
   });
 });
 
+describe('failures of the vault and of the command line', () => {
+  let file: string;
+  beforeAll(async () => {
+    const [d] = await fleetDevices('fail', 1);
+    remember([d!]);
+    file = await writeCsv(dir, 'fail.csv', [{ registrationId: d!.id, publicKey: d!.publicPem }]);
+  });
+
+  test('an identity the vault refuses: exit 5 with a hint, nothing written', async () => {
+    const vault = await startKeyVaultStandin({ acceptsToken: () => false });
+    vaults.push(vault);
+    const r = await cli(vault, ['--manifest', file]);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/error: list secrets: refused \(HTTP 401/);
+    expect(r.stderr).toContain('hint: the identity needs to list secrets');
+    expect(vault.writeCounts().writes).toBe(0);
+  });
+
+  test('a vault that cannot be reached: exit 4 after the client retried the page, nothing written', async () => {
+    const vault = await newVault();
+    const url = vault.url;
+    await vault.stop();
+    const failure = await importFleet({
+      manifest: file,
+      vault: createSecretClientVault({ url, credential: new ManagedIdentityCredential(), disableChallengeResourceVerification: true, listRetry: { maxRetries: 2, retryDelayInMs: 10, maxRetryDelayInMs: 20 } }),
+    }).catch((e: unknown) => e as { code: string; message: string; exitCode: number });
+    expect(failure).toMatchObject({ code: 'vault_unavailable', exitCode: 4 });
+    expect(failure.message).toMatch(/list secrets: ECONNREFUSED .*nothing was written/);
+  });
+
+  test.each([
+    [['--manifest', 'x.csv', '--write-limit', '400'], '--write-limit 400 is above Key Vault\'s limit of 300 per 10 s'],
+    [['--manifest', 'x.csv', '--write-limit', '31/1'], '--write-limit 31/1 is above'],
+    [['--manifest', 'x.csv', '--write-limit', 'fast'], '--write-limit must be N or N/SECONDS'],
+    [['--manifest', 'x.txt'], 'cannot tell the format from the extension'],
+    [['--manifest', 'x.csv', '--concurrency', '0'], '--concurrency must be a whole number from 1 to 64'],
+    [['--manifest', 'x.csv', '--algorithms', 'HS256'], '--algorithms "HS256" is not one of'],
+    [['--manifest', 'x.csv', '--credential', 'password'], '--credential must be one of'],
+    [['--manifest', 'x.csv', '--nope'], '--nope is not an option of `import`'],
+    [[], '--manifest is required'],
+  ])('usage error %j', async (args, message) => {
+    const vault = await newVault();
+    const r = await cli(vault, args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(vault.writeCounts()).toMatchObject({ writes: 0, listCalls: 0 });
+  });
+
+  test('a missing manifest file: exit 3', async () => {
+    const vault = await newVault();
+    const r = await cli(vault, ['--manifest', join(dir, 'absent.csv')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('absent.csv: no such file');
+  });
+});
+
 test('never connected anywhere but loopback', () => {
   expect(guard.blocked).toEqual([]);
 });
