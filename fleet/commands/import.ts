@@ -156,20 +156,21 @@ export async function importFleet(options: ImportOptions): Promise<ImportSummary
     failed: counts.failed,
     elapsedMs: clock.now() - started,
   });
-  const attempted = new Set<PlannedRow>();
+  // Rows written or failed; every other row to write is reported as not attempted at the end.
+  const decided = new Set<PlannedRow>();
 
   const writeOne = async ({ row, update }: (typeof toWrite)[number]): Promise<void> => {
-    attempted.add(row);
+    decided.add(row);
     const outcome = await writeWithRetries(row, update !== false, options.vault, bucket, retry, clock, vaultCounts, stop.signal);
     lastAnswer = clock.now();
     firstAnswer ??= lastAnswer;
     if (outcome === 'aborted') {
-      attempted.delete(row);
+      decided.delete(row);
       return;
     }
     if (outcome instanceof FleetError) {
       fatal ??= outcome;
-      attempted.delete(row);
+      decided.delete(row);
       stop.abort(outcome);
       return;
     }
@@ -191,8 +192,7 @@ export async function importFleet(options: ImportOptions): Promise<ImportSummary
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     for (const { row } of toWrite) {
-      const decided = attempted.has(row);
-      if (!decided) {
+      if (!decided.has(row)) {
         counts.skipped += 1;
         report.add(rowLine(row, 'skipped', 'not_attempted'));
       }
