@@ -8,6 +8,7 @@
  *   4. http       the `npm start` local host (a child process) under autocannon: peak, then half the peak rate
  *   5. storm      a cold storm against the Key Vault path (real SDK, local stand-ins, a child process)
  *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc)
+ *   7. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
  *
  * Prints one table and writes the figures as JSON (bench/results/latest.json, or --out FILE).
  * Flags: --quick (the CI smoke: tiny durations and counts), --out FILE, --connections N (HTTP),
@@ -24,6 +25,7 @@ import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { cleanEnv, percentile, round, runNodeChild, Samples } from './lib.js';
 import { pacedLoad } from './paced.js';
+import { fleetBench, fleetPlan, fleetRows, fleetTargets, type FleetBenchResult } from './fleet.js';
 import { deviceSecretName } from '../functions/keys/names.js';
 import {
   allocationRequest,
@@ -511,6 +513,7 @@ function table(results: Results): string {
     ['5', `cold storm, Key Vault (${s.vaultLatencyMs} ms a read): ${n(s.devices)} devices x ${s.burstPerDevice} at once`, '', '', n(s.waves[0]?.p99Ms ?? 0, 1), n(s.refused + s.unanswered),
       `vault reads ${n(s.vaultReads)} (${n(s.vaultReadsPerDevice, 2)}/device), peak ${s.peakConcurrentVaultReads} at once (limit ${s.maxConcurrentReads}); wave 1: ${n(s.firstWaveOk)} ok, ${n(s.waves[0]?.retry ?? 0)} x 503; all admitted after ${s.waves.length} waves, ${n(s.secondsToAdmitAll, 1)} s`],
     ['6', `memory, ${n(m.keys)} cached device keys`, '', '', '', '', `RSS ${n(m.rssMB, 1)} MB (heap ${n(m.heapUsedMB, 1)} MB; empty ${n(m.baselineRssMB, 1)} MB; ${n(m.bytesPerKey)} B/key)`],
+    ...fleetRows(results.fleet),
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -534,6 +537,7 @@ interface Results {
   http: HttpResult;
   storm: StormResult;
   memory: MemoryResult;
+  fleet: FleetBenchResult;
   ratios: { httpVsFloor: number; httpVsPython: number | null; handlerVsFloor: number };
   targets: Record<string, { target: string; value: number | null; met: boolean | null }>;
 }
@@ -561,6 +565,8 @@ async function main(): Promise<void> {
     const stormResult = await storm(workDir);
     progress(`6/6 memory: ${plan.memoryKeys} cached keys`);
     const memoryResult = await memory(workDir);
+    progress('7 fleet import against the rate-limited vault stand-in');
+    const fleetResult = await fleetBench(fleetPlan(options.quick), progress);
 
     const httpRate = httpResult.peak.requestsPerSecond;
     const pythonRate = pythonResult.skipped ? null : pythonResult.decodesPerSecond;
@@ -581,6 +587,7 @@ async function main(): Promise<void> {
       http: httpResult,
       storm: stormResult,
       memory: memoryResult,
+      fleet: fleetResult,
       ratios,
       targets: {
         httpVsFloor: { target: '>= 0.5', value: ratios.httpVsFloor, met: ratios.httpVsFloor >= 0.5 },
@@ -593,6 +600,7 @@ async function main(): Promise<void> {
         stormAllAdmitted: { target: '= registrations', value: stormResult.ok, met: stormResult.ok === stormResult.registrations },
         peakConcurrentVaultReads: { target: `<= ${stormResult.maxConcurrentReads}`, value: stormResult.peakConcurrentVaultReads, met: stormResult.peakConcurrentVaultReads <= stormResult.maxConcurrentReads },
         memoryRssMB: { target: `<= 200 at 100,000 keys`, value: memoryResult.rssMB, met: memoryResult.keys >= 100_000 ? memoryResult.rssMB <= 200 : null },
+        ...fleetTargets(fleetResult),
       },
     };
 

@@ -73,6 +73,12 @@ describe('npm run bench --quick', () => {
 
     expectNumbers(results.memory!, ['keys', 'cachedEntries', 'baselineRssMB', 'rssMB', 'heapUsedMB', 'bytesPerKey'], 'memory');
 
+    const fleet = results.fleet as unknown as Record<string, Record<string, unknown>>;
+    expectNumbers(fleet.import!, ['vaultWrites', 'writesPerSecond', 'fractionOfLimit', 'vault429', 'listCalls'], 'fleet.import');
+    expectNumbers(fleet.secondRun!, ['listCalls', 'writes'], 'fleet.secondRun');
+    expect(fleet.import!.vaultWrites).toBe(fleet.keys);
+    expect(fleet.secondRun!.writes).toBe(0);
+
     expectNumbers(results.ratios!, ['httpVsFloor', 'handlerVsFloor'], 'ratios');
     expect(results.ratios!.httpVsPython === null || isNumber(results.ratios!.httpVsPython)).toBe(true);
   }, 120_000);
