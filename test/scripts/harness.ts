@@ -4,7 +4,7 @@
  * its own directory, TMPDIR (tmp/, so a test can see every temporary file a script leaves), state file and call log.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -33,7 +33,7 @@ export interface Sandbox {
    * running, sends `signal` to the group (as Ctrl-C does to a terminal's job) or to bash alone, and resolves when the
    * script has ended.
    */
-  interrupt(script: string, args: string[], options: { hang: string; signal: NodeJS.Signals; group: boolean; env?: Record<string, string> }): Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+  interrupt(script: string, args: string[], options: { hang: string; signal: NodeJS.Signals; group: boolean; env?: Record<string, string> }): Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string; hungPid: number; tmpAtSignal: { path: string; mode: number }[] }>;
   /** Runs the stand-in az directly (not through a script). */
   az(args: string[], env?: Record<string, string>): RunResult;
   /** Every argv the stand-ins recorded so far in this sandbox. */
@@ -92,6 +92,8 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
+      let hungPid = 0;
+      let tmpAtSignal: { path: string; mode: number }[] = [];
       child.stderr.on('data', (chunk) => (stderr += chunk));
       child.stdout.resume();
       return new Promise((resolvePromise, reject) => {
@@ -102,6 +104,8 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
         const poll = setInterval(() => {
           if (!existsSync(mark) || readFileSync(mark, 'utf8') === '') return;
           clearInterval(poll);
+          hungPid = Number(readFileSync(mark, 'utf8'));
+          tmpAtSignal = walk(tmp);
           if (group) process.kill(-child.pid!, signal);
           else process.kill(child.pid!, signal);
         }, 20);
@@ -109,7 +113,7 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
           clearTimeout(timer);
           clearInterval(poll);
           seen = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').length;
-          resolvePromise({ status, signal: sig, stderr });
+          resolvePromise({ status, signal: sig, stderr, hungPid, tmpAtSignal });
         });
       });
     },
@@ -147,6 +151,16 @@ export function isWrite(call: string[]): boolean {
   }
   if (words[0] === 'rest') return false; // the listkeys POST reads keys
   return words.some((w) => ['create', 'set', 'set-attributes', 'assign', 'delete', 'purge', 'recover', 'update', 'add', 'config-zip'].includes(w));
+}
+
+/** Every file and directory under DIR with its permission bits. */
+function walk(dir: string): { path: string; mode: number }[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    const mode = statSync(path).mode;
+    const self = { path, mode: mode & 0o777 };
+    return (mode & 0o170000) === 0o040000 ? [self, ...walk(path)] : [self];
+  });
 }
 
 /** Files a run left in the sandbox's TMPDIR. */
