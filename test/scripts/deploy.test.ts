@@ -175,6 +175,23 @@ describe('deploy.sh (Flex Consumption)', () => {
     }
   });
 
+  it('--publish-with func publishes the unpacked dist/app.zip with func, only when asked, and cleans up', () => {
+    const other = sandbox({ tools: ['az', 'npm', 'func'] });
+    try {
+      const src = project(other, 'p', 'v1\n');
+      const r = other.run('deploy.sh', ['--location', 'westeurope', '--prefix', 'demo5', '--operator', 'none', '--project-dir', src, '--publish-with', 'func']);
+      expect(r.stderr).not.toMatch(/: error:|ERROR:/);
+      expect(r.status).toBe(0);
+      expect(r.calls.filter((c) => c[0] === 'func')).toEqual([['func', 'azure', 'functionapp', 'publish', 'demo5-fn', '--no-build']]);
+      expect(azLines(r.calls).some((l) => l.includes('config-zip'))).toBe(false);
+      expect(r.stderr).toMatch(/\+ \(cd \S+\/package && func azure functionapp publish demo5-fn --no-build\)/);
+      expect(other.state().apps['demo5-fn'].published).toBe(true);
+      expect(leftovers(other)).toEqual([]);
+    } finally {
+      other.cleanup();
+    }
+  });
+
   it('refuses missing or malformed arguments, naming them', () => {
     const base = ['--location', 'westeurope', '--prefix', 'demo1'];
     const cases: [string[], string][] = [

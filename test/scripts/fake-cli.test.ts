@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, parseSpec } from './fixtures/az-commands.mjs';
@@ -127,5 +128,38 @@ describe('the strict az stand-in', () => {
     expect(set.status).toBe(1);
     expect(set.stderr).toContain('(Site.SiteConfig.AppSettings.FUNCTIONS_WORKER_RUNTIME) for Flex Consumption sites is invalid');
     expect(JSON.parse(readFileSync(join(box.dir, 'state.json'), 'utf8')).apps.fn2.settings).not.toHaveProperty('FUNCTIONS_WORKER_RUNTIME');
+  });
+
+  it("every az command of every script's --dry-run plan passes the table", () => {
+    const project = join(box.dir, 'project');
+    mkdirSync(project, { recursive: true });
+    for (const f of ['package.json', 'host.json']) writeFileSync(join(project, f), '{}\n');
+    const pem = join(box.dir, 'dry.pub.pem');
+    expect(box.run('keygen.sh', ['--private-key', 'dry.key.pem']).status).toBe(0);
+    const dps = ['-g', 'rg', '--dps', 'dpsx'];
+    const plans: [string, string[]][] = [
+      ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--project-dir', project, '--setting', 'IOT_HUB_HOSTNAME=h']],
+      ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--no-replay', '--operator', '00000000-0000-4000-8000-000000000001', '--no-publish']],
+      ['register-key.sh', ['--vault', 'kvx', '--registration-id', 'a', '--public-key', pem, '--tag', 'k=v', '--disabled']],
+      ['activate.sh', ['--vault', 'kvx', '--group-id', 'g', '--tag', 'k=v']],
+      ['enroll.sh', [...dps, '--app', 'fn', '--registration-id', 'a', '--device-id', 'dev-a', '--show-keys']],
+      ['enroll.sh', [...dps, '--app', 'fn', '--group-id', 'g', '--registration-id', 'a', '--show-keys', '--update']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--purge']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--group-id', 'g']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--group-id', 'g']],
+    ];
+    let checked = 0;
+    for (const [script, args] of plans) {
+      const dry = box.run(script, [...args, '--dry-run']);
+      expect(dry.status, `${script} ${args.join(' ')}`).toBe(0);
+      const lines = dry.stdout.split('\n').filter((l) => /^(\(cd \S+ && )?az /.test(l));
+      for (const line of lines) {
+        const parsed = spawnSync('bash', ['-c', line], { cwd: box.dir, env: { ...process.env, PATH: `${box.dir}/bin:${process.env.PATH}`, FAKE_AZ_PARSE_ONLY: '1', FAKE_AZ_LOG: join(box.dir, 'parse.jsonl'), FAKE_AZ_STATE: join(box.dir, 'parse-state.json') }, encoding: 'utf8' });
+        expect(parsed.stderr, line).toBe('');
+        expect(parsed.status, line).toBe(0);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(90);
   });
 });
