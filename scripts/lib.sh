@@ -4,6 +4,8 @@
 #   call       the ONE function every az call (and npm, zip, func, openssl) goes through: it prints the command
 #              (secrets masked) and runs it, or with --dry-run only prints it.
 #   mask       replaces every registered secret (function keys, symmetric keys, SAS, connection strings) by ***.
+#   new_temp_file  a 0600 file in the script's private 0700 temporary directory, removed on exit, Ctrl-C, SIGTERM.
+#   secret_state, secret_deleted, public_key_digest: Key Vault secrets read by metadata, never by value.
 #   opt_value, require, usage_error, check_*: argument checks that fail naming the argument (exit 2).
 #   device_secret_name, group_secret_name: the webhook's Key Vault naming rule (functions/keys/names.ts).
 #
