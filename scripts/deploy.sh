@@ -220,6 +220,7 @@ for setting in "${EXTRA_SETTINGS[@]}"; do
   SETTINGS+=("$setting")
 done
 if [[ $PUBLISH != none ]]; then
+  if ! command -v unzip >/dev/null 2>&1; then usage_error "unzip is not on PATH (it reads dist/app.zip to tell whether the code changed); install it, or pass --no-publish"; fi
   if [[ ! -f $PROJECT_DIR/package.json ]]; then usage_error "--project-dir $PROJECT_DIR has no package.json"; fi
   if [[ ! -f $PROJECT_DIR/host.json ]]; then usage_error "--project-dir $PROJECT_DIR has no host.json (the Functions host needs it)"; fi
 fi
@@ -433,11 +434,7 @@ fi
 # timestamps, so they cannot say "unchanged").
 package_hash() {
   local zip=$1 sum
-  if command -v unzip >/dev/null 2>&1; then
-    sum=$( { unzip -Z1 "$zip" | LC_ALL=C sort; unzip -Z1 "$zip" | LC_ALL=C sort | while IFS= read -r member; do unzip -p "$zip" "$member"; done; } | openssl dgst -sha256 -r)
-  else
-    sum=$(openssl dgst -sha256 -r <"$zip")
-  fi
+  sum=$( { unzip -Z1 "$zip" | LC_ALL=C sort; unzip -Z1 "$zip" | LC_ALL=C sort | while IFS= read -r member; do unzip -p "$zip" "$member"; done; } | openssl dgst -sha256 -r)
   printf '%s' "${sum%% *}"
 }
 
