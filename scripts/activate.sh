@@ -45,46 +45,36 @@ check_vault_name --vault "$VAULT"
 select_key_secret "$REGISTRATION_ID" "$GROUP_ID"
 for tag in "${TAGS[@]}"; do check_tag --tag "$tag"; done
 
-enabled=''
-if ! az_exists enabled -- az keyvault secret show --vault-name "$VAULT" --name "$SECRET_NAME" --query attributes.enabled -o tsv; then
-  if [[ $DRY_RUN != 1 ]]; then
-    fail "no key is registered for $WHO ($SECRET_NAME) in $VAULT; run register-key.sh first"
-  fi
+# State and tags from list-versions: Key Vault refuses to read a disabled secret (403 SecretDisabled), and enabling
+# one registered disabled is this script's whole job.
+secret_state "$VAULT" "$SECRET_NAME"
+if [[ $SECRET_FOUND == 0 && $DRY_RUN != 1 ]]; then
+  fail "no key is registered for $WHO ($SECRET_NAME) in $VAULT; run register-key.sh first"
 fi
 
 # Tags are replaced as a whole by set-attributes, so merge: the stored ones, then ours on top.
 declare -A merged=()
 order=()
 changed=0
-if [[ ${#TAGS[@]} -gt 0 ]]; then
-  tag_rows=''
-  # shellcheck disable=SC2016 # a JMESPath literal, not a shell expansion
-  call --into tag_rows --placeholder '' -- az keyvault secret show --vault-name "$VAULT" --name "$SECRET_NAME" \
-    --query '[keys(tags || `{}`), values(tags || `{}`)]' -o tsv
-  keys_row='' values_row=''
-  { IFS= read -r keys_row || true; IFS= read -r values_row || true; } <<<"$tag_rows"
-  IFS=$'\t' read -r -a stored_keys <<<"$keys_row"
-  IFS=$'\t' read -r -a stored_values <<<"$values_row"
-  for i in "${!stored_keys[@]}"; do
-    [[ -n ${stored_keys[$i]} ]] || continue
-    merged[${stored_keys[$i]}]=${stored_values[$i]:-}
-    order+=("${stored_keys[$i]}")
-  done
-  for tag in "${TAGS[@]}"; do
-    key=${tag%%=*} value=${tag#*=}
-    if [[ -z ${merged[$key]+set} ]]; then order+=("$key"); changed=1; elif [[ ${merged[$key]} != "$value" ]]; then changed=1; fi
-    merged[$key]=$value
-  done
-  if [[ ${#order[@]} -gt 15 ]]; then fail "$SECRET_NAME would have ${#order[@]} tags; Key Vault allows 15"; fi
-fi
+for i in "${!SECRET_TAG_KEYS[@]}"; do
+  [[ -n ${SECRET_TAG_KEYS[$i]} ]] || continue
+  merged[${SECRET_TAG_KEYS[$i]}]=${SECRET_TAG_VALUES[$i]:-}
+  order+=("${SECRET_TAG_KEYS[$i]}")
+done
+for tag in "${TAGS[@]}"; do
+  key=${tag%%=*} value=${tag#*=}
+  if [[ -z ${merged[$key]+set} ]]; then order+=("$key"); changed=1; elif [[ ${merged[$key]} != "$value" ]]; then changed=1; fi
+  merged[$key]=$value
+done
+if [[ ${#order[@]} -gt 15 ]]; then fail "$SECRET_NAME would have ${#order[@]} tags; Key Vault allows 15"; fi
 
-if [[ ${enabled,,} == true && $changed == 0 ]]; then
+if [[ $SECRET_ENABLED == true && $changed == 0 ]]; then
   say "$WHO: $SECRET_NAME is already enabled with these tags; nothing changed"
   exit 0
 fi
 
 args=(az keyvault secret set-attributes --vault-name "$VAULT" --name "$SECRET_NAME" --enabled true)
-if [[ ${#TAGS[@]} -gt 0 ]]; then
+if [[ $changed == 1 ]]; then
   args+=(--tags)
   for key in "${order[@]}"; do args+=("$key=${merged[$key]}"); done
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# deploy.sh: from an empty subscription to a running validatejwt webhook: resource group, IoT hub(s), DPS with the
-# hubs linked, Key Vault (RBAC), storage, a Node 20 Linux consumption function app whose system-assigned identity may
-# read the vault's secrets (and nothing else), its app settings, and the code.
-# Idempotent: every resource is looked up (az ... show) before it is created; settings are written only when they
-# differ; the code is published only when its content hash differs from the one recorded on the app (a tag).
+# deploy.sh: from an empty subscription to a running validatejwt webhook on the Flex Consumption plan: resource
+# group, IoT hub(s), DPS with the hubs linked, Key Vault (RBAC), storage, Log Analytics + Application Insights in the
+# same group, and a Flex Consumption function app (Node 24 or 22) whose system-assigned identity reaches the vault,
+# its storage and its telemetry without any key; its app settings; and the code (one deploy of dist/app.zip).
+# Idempotent: every resource is looked up before it is created; settings are written only when they differ; the code
+# is published only when the package's content hash differs from the one recorded on the app (a tag).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HASH_TAG=dpsJwtWebhookCodeSha256
 READER_ROLE='Key Vault Secrets User'
 OPERATOR_ROLE='Key Vault Secrets Officer'
+HOST_STORAGE_ROLE='Storage Blob Data Owner'
+TABLE_ROLE='Storage Table Data Contributor'
+METRICS_ROLE='Monitoring Metrics Publisher'
 
 usage() {
   cat <<'EOF'
@@ -22,17 +26,28 @@ Creates what is missing (each resource is looked up first; a second run changes 
   az iot dps create --sku S1             the DPS                   (default PREFIX-dps)
   az iot dps linked-hub create           every hub linked to the DPS
   az keyvault create --enable-rbac-authorization true              (default PREFIX-kv)
-  az storage account create              the function app's storage (default PREFIX without - plus "st")
-  az functionapp create --consumption-plan-location LOC --os-type Linux --functions-version 4
-                        --runtime node --runtime-version 20       (default PREFIX-fn)
-  az functionapp identity assign         a system-assigned identity, granted "Key Vault Secrets User"
-                                         on the vault only
-  az functionapp config appsettings set  KEY_VAULT_URL, DPS_ID_SCOPE, and the optional ones (only when changed)
-  npm ci && npm run build, then az functionapp deployment source config-zip (or func azure functionapp publish)
-                                         (only when the built package differs from the last one published)
+  az storage account create              the app's storage: host, deployment package, replay table
+                                         (default PREFIX without - plus "st")
+  az monitor log-analytics workspace create, az monitor app-insights component create
+                                         telemetry in the same group (default PREFIX-logs, PREFIX-ai)
+  az functionapp create --flexconsumption-location LOC --runtime node --runtime-version 24|22
+                        --instance-memory 2048 --deployment-storage-auth-type SystemAssignedIdentity
+                        --app-insights PREFIX-ai --assign-identity [system]   (default PREFIX-fn)
+  az role assignment create              for the app's identity: "Key Vault Secrets User" on the vault,
+                                         "Storage Blob Data Owner" (host storage) and "Storage Table Data
+                                         Contributor" (replay table) on its storage account,
+                                         "Monitoring Metrics Publisher" on the Application Insights component
+  az functionapp config appsettings set  KEY_VAULT_URL, DPS_ID_SCOPE, REPLAY_STORE=table,
+                                         REPLAY_TABLE_ACCOUNT_URL, AzureWebJobsStorage__accountName,
+                                         APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD, and the
+                                         optional ones (only when changed); then the connection string
+                                         AzureWebJobsStorage is deleted (identity only)
+  npm run package, then az functionapp deployment source config-zip --src dist/app.zip
+                                         (only when the package differs from the last one published)
 
 Options:
-  --location LOC           Azure region, e.g. westeurope (required)
+  --location LOC           Azure region with Flex Consumption, e.g. westeurope (required;
+                           az functionapp list-flexconsumption-locations)
   --prefix PREFIX          3-18 of a-z 0-9 -, starting with a letter; names every resource below by default.
                            Storage, vault and app names are global: pick a prefix unlikely to be taken.
   -g, --resource-group RG  resource group name
@@ -42,17 +57,26 @@ Options:
   --vault NAME             Key Vault name (3-24)
   --storage NAME           storage account name (3-24 lower-case letters and digits)
   --app NAME               function app name
+  --workspace NAME         Log Analytics workspace name (default PREFIX-logs)
+  --app-insights NAME      Application Insights component name (default PREFIX-ai)
+  --node-version 24|22     Node.js on the app (default: the newest of 24 and 22 that
+                           az functionapp list-flexconsumption-runtimes offers in LOC; 22 under --dry-run)
+  --instance-memory MB     2048 (default) or 4096
+  --no-replay              leave the replay store off. Then a token can be presented again within its lifetime
+                           (JWT_MAX_LIFETIME_SECONDS): nothing remembers the tokens already used, and a Flex app
+                           runs on many instances, so a memory store would not stop it either.
   --operator ID|me|none    who may write device keys (register-key.sh, activate.sh, deprovision.sh): granted
                            "Key Vault Secrets Officer" on the vault. me = the signed-in user (default),
                            ID = a user/group/service principal object id, none = grant nothing
   --jwt-max-lifetime SECS  app setting JWT_MAX_LIFETIME_SECONDS
   --twin-template JSON|@FILE  app setting INITIAL_TWIN_TEMPLATE ({"tags":{...},"properties":{"desired":{...}}})
-  --setting NAME=VALUE     any other app setting (repeatable), e.g. IOT_HUB_HOSTNAME=..., REPLAY_STORE=table
-  --publish auto|zip|func|skip
-                           how to publish the code (default auto: func when on PATH, else zip deploy)
+  --setting NAME=VALUE     any other webhook setting (repeatable), e.g. IOT_HUB_HOSTNAME=...
+  --publish-with zip|func  zip (default): az functionapp deployment source config-zip --src dist/app.zip;
+                           func: func azure functionapp publish from the unpacked dist/app.zip
+  --no-publish             create and configure, publish nothing
   --force-publish          publish even when the package is unchanged
-  --project-dir DIR        the project to build (default: this repository)
-  --dry-run                print the commands, run none (plans for an empty subscription; values read from Azure
+  --project-dir DIR        the project to package (default: this repository; needs npm ci done)
+  --dry-run                print every step, run none (plans for an empty subscription; values read from Azure
                            appear as <placeholders>)
   -h, --help               this text
 
@@ -70,11 +94,16 @@ DPS=''
 VAULT=''
 STORAGE=''
 APP=''
+WORKSPACE=''
+AI=''
+NODE_VERSION=''
+INSTANCE_MEMORY=2048
+REPLAY=1
 OPERATOR=me
 JWT_MAX_LIFETIME=''
 TWIN_TEMPLATE=''
 EXTRA_SETTINGS=()
-PUBLISH=auto
+PUBLISH=zip
 FORCE_PUBLISH=0
 PROJECT_DIR=$REPO_ROOT
 while [[ $# -gt 0 ]]; do
@@ -88,11 +117,17 @@ while [[ $# -gt 0 ]]; do
     --vault) VAULT=$(opt_value "$@"); shift 2 ;;
     --storage) STORAGE=$(opt_value "$@"); shift 2 ;;
     --app) APP=$(opt_value "$@"); shift 2 ;;
+    --workspace) WORKSPACE=$(opt_value "$@"); shift 2 ;;
+    --app-insights) AI=$(opt_value "$@"); shift 2 ;;
+    --node-version) NODE_VERSION=$(opt_value "$@"); shift 2 ;;
+    --instance-memory) INSTANCE_MEMORY=$(opt_value "$@"); shift 2 ;;
+    --no-replay) REPLAY=0; shift ;;
     --operator) OPERATOR=$(opt_value "$@"); shift 2 ;;
     --jwt-max-lifetime) JWT_MAX_LIFETIME=$(opt_value "$@"); shift 2 ;;
     --twin-template) TWIN_TEMPLATE=$(opt_value "$@"); shift 2 ;;
     --setting) EXTRA_SETTINGS+=("$(opt_value "$@")"); shift 2 ;;
-    --publish) PUBLISH=$(opt_value "$@"); shift 2 ;;
+    --publish-with) PUBLISH=$(opt_value "$@"); shift 2 ;;
+    --no-publish) PUBLISH=none; shift ;;
     --force-publish) FORCE_PUBLISH=1; shift ;;
     --project-dir) PROJECT_DIR=$(opt_value "$@"); shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -105,16 +140,18 @@ done
 # Arguments
 
 require --location "$LOCATION"
-check_match --location "$LOCATION" '^[a-z][a-z0-9]{2,39}$' 'an Azure region name such as westeurope (az account list-locations)'
+check_match --location "$LOCATION" '^[a-z][a-z0-9]{2,39}$' 'an Azure region name such as westeurope (az functionapp list-flexconsumption-locations)'
 if [[ -n $PREFIX ]]; then
   check_match --prefix "$PREFIX" '^[a-z][a-z0-9-]{1,16}[a-z0-9]$' '3-18 of a-z 0-9 -, starting with a letter'
   RG=${RG:-$PREFIX-rg}
   DPS=${DPS:-$PREFIX-dps}
   VAULT=${VAULT:-$PREFIX-kv}
   APP=${APP:-$PREFIX-fn}
+  WORKSPACE=${WORKSPACE:-$PREFIX-logs}
+  AI=${AI:-$PREFIX-ai}
   if [[ -z $STORAGE ]]; then STORAGE=${PREFIX//-/}st; STORAGE=${STORAGE:0:24}; fi
 fi
-for pair in "--resource-group:$RG" "--dps:$DPS" "--vault:$VAULT" "--storage:$STORAGE" "--app:$APP"; do
+for pair in "--resource-group:$RG" "--dps:$DPS" "--vault:$VAULT" "--storage:$STORAGE" "--app:$APP" "--workspace:$WORKSPACE" "--app-insights:$AI"; do
   if [[ -z ${pair#*:} ]]; then usage_error "missing ${pair%%:*} (or --prefix)"; fi
 done
 check_resource_group --resource-group "$RG"
@@ -122,6 +159,8 @@ check_dps_name --dps "$DPS"
 check_vault_name --vault "$VAULT"
 check_storage_name --storage "$STORAGE"
 check_app_name --app "$APP"
+check_match --workspace "$WORKSPACE" '^[A-Za-z0-9][A-Za-z0-9-]{2,61}[A-Za-z0-9]$' '4-63 letters, digits and -'
+check_match --app-insights "$AI" '^[A-Za-z0-9_.()-]{1,255}$' '1-255 letters, digits and _ . ( ) -'
 
 HUBS=()
 if [[ $HUBS_ARG =~ ^[0-9]+$ ]]; then
@@ -133,17 +172,20 @@ else
 fi
 for hub in "${HUBS[@]}"; do check_hub_name --hubs "$hub"; done
 check_match --hub-sku "$HUB_SKU" '^(F1|B1|B2|B3|S1|S2|S3)$' 'one of F1 B1 B2 B3 S1 S2 S3'
+# Node 22 and 24 only: 20 reached end of life on 2026-04-30 and az refuses new apps on it (facts §1.1).
+if [[ -n $NODE_VERSION ]]; then check_match --node-version "$NODE_VERSION" '^(22|24)$' '22 or 24 (Node 20 is end of life)'; fi
+# Flex instance sizes: 2048 and 4096 MB; 512 is documented but refused by ARM today (facts §1.3, R11).
+check_match --instance-memory "$INSTANCE_MEMORY" '^(2048|4096)$' '2048 or 4096 (MB)'
 
 case $OPERATOR in
   me | none) ;;
   *) check_match --operator "$OPERATOR" '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' 'me, none, or an object id (GUID)' ;;
 esac
 case $PUBLISH in
-  auto) if command -v func >/dev/null 2>&1; then PUBLISH=func; else PUBLISH=zip; fi ;;
-  zip | func | skip) ;;
-  *) usage_error "--publish must be auto, zip, func or skip, got '$PUBLISH'" ;;
+  zip | none) ;;
+  func) if ! command -v func >/dev/null 2>&1; then usage_error "--publish-with func: func (Azure Functions Core Tools) is not on PATH"; fi ;;
+  *) usage_error "--publish-with must be zip or func, got '$PUBLISH'" ;;
 esac
-if [[ $PUBLISH == func ]] && ! command -v func >/dev/null 2>&1; then usage_error "--publish func: func (Azure Functions Core Tools) is not on PATH"; fi
 
 SETTINGS=()
 if [[ -n $JWT_MAX_LIFETIME ]]; then
@@ -165,18 +207,22 @@ if [[ -n $TWIN_TEMPLATE ]]; then
   SETTINGS+=("INITIAL_TWIN_TEMPLATE=$TWIN_TEMPLATE")
 fi
 for setting in "${EXTRA_SETTINGS[@]}"; do
-  check_match --setting "${setting%%=*}" '^[A-Za-z_][A-Za-z0-9_]*$' 'NAME=VALUE with a NAME of letters, digits and _'
   if [[ $setting != *=* ]]; then usage_error "--setting '$setting' must be NAME=VALUE"; fi
+  check_match --setting "${setting%%=*}" '^[A-Za-z_][A-Za-z0-9_]*$' 'NAME=VALUE with a NAME of letters, digits and _'
   case ${setting%%=*} in
-    KEY_VAULT_URL | DPS_ID_SCOPE | AzureWebJobsStorage | FUNCTIONS_* | WEBSITE_*)
-      usage_error "--setting ${setting%%=*} is managed by deploy.sh or the platform" ;;
+    KEY_VAULT_URL | DPS_ID_SCOPE | REPLAY_STORE | REPLAY_TABLE_* | AzureWebJobsStorage* | APPLICATIONINSIGHTS_*)
+      usage_error "--setting ${setting%%=*} is managed by deploy.sh" ;;
+    # Flex Consumption refuses these as app settings or ignores them (facts §1.4): the runtime comes from the app's
+    # configuration, the package from one deploy.
+    FUNCTIONS_* | WEBSITE_* | SCM_DO_BUILD_DURING_DEPLOYMENT | ENABLE_ORYX_BUILD | TZ)
+      usage_error "--setting ${setting%%=*}: Flex Consumption refuses or ignores it (the platform sets the runtime; see docs/deploy.md)" ;;
   esac
   SETTINGS+=("$setting")
 done
-if [[ $PUBLISH != skip ]]; then
+if [[ $PUBLISH != none ]]; then
+  if ! command -v unzip >/dev/null 2>&1; then usage_error "unzip is not on PATH (it reads dist/app.zip to tell whether the code changed); install it, or pass --no-publish"; fi
   if [[ ! -f $PROJECT_DIR/package.json ]]; then usage_error "--project-dir $PROJECT_DIR has no package.json"; fi
   if [[ ! -f $PROJECT_DIR/host.json ]]; then usage_error "--project-dir $PROJECT_DIR has no host.json (the Functions host needs it)"; fi
-  if [[ ! -f $PROJECT_DIR/package-lock.json ]]; then usage_error "--project-dir $PROJECT_DIR has no package-lock.json (npm ci needs it)"; fi
 fi
 
 if [[ $DRY_RUN == 1 ]]; then
@@ -208,6 +254,7 @@ for hub in "${HUBS[@]}"; do
   HUB_HOSTS+=("$(hub_host "$hub")")
 done
 
+# DPS_ID_SCOPE: the webhook requires tokens to name this DPS (aud / id_scope).
 ID_SCOPE=''
 if az_exists ID_SCOPE -- az iot dps show -n "$DPS" -g "$RG" --query properties.idScope -o tsv; then
   note "DPS $DPS: exists"
@@ -237,16 +284,20 @@ VAULT_URI=''
 call --into VAULT_URI --placeholder "https://$VAULT.vault.azure.net/" -- az keyvault show -n "$VAULT" -g "$RG" --query properties.vaultUri -o tsv
 VAULT_URI=${VAULT_URI%/}
 
-# grant ASSIGNEE_ID PRINCIPAL_TYPE ROLE: a role on the vault only, unless it is already there.
+# grant SCOPE_ID SCOPE_NAME ASSIGNEE_ID PRINCIPAL_TYPE ROLE: ROLE on that one resource, unless already there. The
+# check lists the scope's assignments and filters by principalId: `--assignee` would ask Microsoft Graph, which does
+# not know a just-created identity yet (facts §2.3.6). The create names the principal by object id and type for
+# the same reason.
 grant() {
-  local count=''
-  call --into count --placeholder 0 -- az role assignment list --assignee "$1" --role "$3" --scope "$VAULT_ID" --query 'length(@)' -o tsv
+  local scope=$1 scope_name=$2 assignee=$3 type=$4 role=$5 count=''
+  call --into count --placeholder 0 -- az role assignment list --scope "$scope" --role "$role" \
+    --query "[?principalId=='$assignee'] | length(@)" -o tsv
   if [[ ${count:-0} != 0 ]]; then
-    note "role \"$3\" on $VAULT for $1: exists"
+    note "role \"$role\" on $scope_name for $assignee: exists"
     return 0
   fi
-  local args=(az role assignment create --assignee-object-id "$1" --role "$3" --scope "$VAULT_ID")
-  if [[ -n $2 ]]; then args+=(--assignee-principal-type "$2"); fi
+  local args=(az role assignment create --assignee-object-id "$assignee" --role "$role" --scope "$scope")
+  if [[ -n $type ]]; then args+=(--assignee-principal-type "$type"); fi
   call -- "${args[@]}" -o none
 }
 
@@ -257,38 +308,96 @@ if [[ $OPERATOR != none ]]; then
     call --into operator_id --placeholder '<signed-in-user-id>' -- az ad signed-in-user show --query id -o tsv
     operator_type=User
   fi
-  grant "$operator_id" "$operator_type" "$OPERATOR_ROLE"
+  grant "$VAULT_ID" "$VAULT" "$operator_id" "$operator_type" "$OPERATOR_ROLE"
 fi
 
-if az_exists found -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv; then
+STORAGE_ID=''
+if az_exists STORAGE_ID -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv; then
   note "storage account $STORAGE: exists"
 else
   call -- az storage account create -n "$STORAGE" -g "$RG" -l "$LOCATION" --sku Standard_LRS --kind StorageV2 \
     --min-tls-version TLS1_2 --allow-blob-public-access false -o none
+  call --into STORAGE_ID --placeholder '<storage-id>' -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv
+fi
+
+# Application Insights on purpose, in this group: left to itself az creates it with a workspace in
+# DefaultResourceGroup-<region>, or only warns and leaves the app without telemetry (facts §1.7).
+WORKSPACE_ID=''
+if az_exists WORKSPACE_ID -- az monitor log-analytics workspace show -g "$RG" -n "$WORKSPACE" --query id -o tsv; then
+  note "Log Analytics workspace $WORKSPACE: exists"
+else
+  call -- az monitor log-analytics workspace create -g "$RG" -n "$WORKSPACE" -l "$LOCATION" -o none
+  call --into WORKSPACE_ID --placeholder '<workspace-id>' -- az monitor log-analytics workspace show -g "$RG" -n "$WORKSPACE" --query id -o tsv
+fi
+ensure_extension application-insights
+AI_ID=''
+if az_exists AI_ID -- az monitor app-insights component show --app "$AI" -g "$RG" --query id -o tsv; then
+  note "Application Insights $AI: exists"
+else
+  call -- az monitor app-insights component create --app "$AI" -g "$RG" -l "$LOCATION" --workspace "$WORKSPACE_ID" -o none
+  call --into AI_ID --placeholder '<app-insights-id>' -- az monitor app-insights component show --app "$AI" -g "$RG" --query id -o tsv
 fi
 
 APP_ID=''
 if az_exists APP_ID -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv; then
   note "function app $APP: exists"
 else
-  call -- az functionapp create -g "$RG" -n "$APP" --storage-account "$STORAGE" --consumption-plan-location "$LOCATION" \
-    --os-type Linux --functions-version 4 --runtime node --runtime-version 20 -o none
+  # The newest of 24 and 22 that Flex offers here, so a deploy made next year does not land on a runtime about to
+  # end (facts §1.1: Node 24 on Flex is not everywhere yet).
+  if [[ -z $NODE_VERSION ]]; then
+    offered=''
+    call --into offered --placeholder '' -- az functionapp list-flexconsumption-runtimes --location "$LOCATION" --runtime node --query '[].version' -o tsv
+    for candidate in 24 22; do
+      if grep -qxF -- "$candidate" <<<"$offered"; then NODE_VERSION=$candidate; break; fi
+    done
+    if [[ -z $NODE_VERSION && $DRY_RUN == 1 ]]; then
+      NODE_VERSION=22
+      note "Node.js 22: a dry run cannot ask which versions Flex Consumption offers in $LOCATION"
+    elif [[ -z $NODE_VERSION ]]; then
+      fail "Flex Consumption in $LOCATION offers no Node 24 or 22 (offered: $(tr '\n' ' ' <<<"$offered")); pick another --location (az functionapp list-flexconsumption-locations)"
+    else
+      note "Node.js $NODE_VERSION (the newest of 24 and 22 that Flex Consumption offers in $LOCATION)"
+    fi
+  fi
+  # Flex Consumption: no --os-type, --consumption-plan-location, --plan or --functions-version (facts §1.3). The
+  # package container is reached by the app's identity. --assign-identity without --scope: no role from az.
+  call -- az functionapp create -g "$RG" -n "$APP" --storage-account "$STORAGE" --flexconsumption-location "$LOCATION" \
+    --runtime node --runtime-version "$NODE_VERSION" --instance-memory "$INSTANCE_MEMORY" \
+    --deployment-storage-name "$STORAGE" --deployment-storage-auth-type SystemAssignedIdentity \
+    --app-insights "$AI" --assign-identity '[system]' -o none
   call --into APP_ID --placeholder '<function-app-id>' -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv
 fi
 
 PRINCIPAL_ID=''
-call --into PRINCIPAL_ID --placeholder '' -- az functionapp identity show -g "$RG" -n "$APP" --query principalId -o tsv
+# (A dry run plans for the app created above, whose identity create --assign-identity made.)
+call --into PRINCIPAL_ID --placeholder '<principal-id>' -- az functionapp identity show -g "$RG" -n "$APP" --query principalId -o tsv
 if [[ -z $PRINCIPAL_ID ]]; then
   call --into PRINCIPAL_ID --placeholder '<principal-id>' -- az functionapp identity assign -g "$RG" -n "$APP" --query principalId -o tsv
 else
   note "function app $APP: system-assigned identity exists"
 fi
-grant "$PRINCIPAL_ID" ServicePrincipal "$READER_ROLE"
+# What the identity may do, and nothing more: read the vault's secrets; its own storage for the host and the
+# package (blob) and the replay table; send telemetry with Entra ID.
+grant "$VAULT_ID" "$VAULT" "$PRINCIPAL_ID" ServicePrincipal "$READER_ROLE"
+grant "$STORAGE_ID" "$STORAGE" "$PRINCIPAL_ID" ServicePrincipal "$HOST_STORAGE_ROLE"
+if [[ $REPLAY == 1 ]]; then grant "$STORAGE_ID" "$STORAGE" "$PRINCIPAL_ID" ServicePrincipal "$TABLE_ROLE"; fi
+grant "$AI_ID" "$AI" "$PRINCIPAL_ID" ServicePrincipal "$METRICS_ROLE"
 
 # ---------------------------------------------------------------------------------------------------------------------
-# App settings: written only when they differ (a write restarts the app).
+# App settings: written only when they differ (a write restarts the app). Flex refuses FUNCTIONS_WORKER_RUNTIME and
+# friends; none is set here.
 
-SETTINGS=("KEY_VAULT_URL=$VAULT_URI" "DPS_ID_SCOPE=$ID_SCOPE" "${SETTINGS[@]}")
+MANAGED=("KEY_VAULT_URL=$VAULT_URI" "DPS_ID_SCOPE=$ID_SCOPE"
+  "AzureWebJobsStorage__accountName=$STORAGE"
+  "APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD")
+REMOVE=(AzureWebJobsStorage)
+if [[ $REPLAY == 1 ]]; then
+  MANAGED+=("REPLAY_STORE=table" "REPLAY_TABLE_ACCOUNT_URL=https://$STORAGE.table.core.windows.net")
+else
+  REMOVE+=(REPLAY_STORE REPLAY_TABLE_ACCOUNT_URL)
+  note "--no-replay: replay protection is off; a token can be presented again until it expires (JWT_MAX_LIFETIME_SECONDS)"
+fi
+SETTINGS=("${MANAGED[@]}" "${SETTINGS[@]}")
 query=''
 for setting in "${SETTINGS[@]}"; do query+="${query:+ || }name=='${setting%%=*}'"; done
 current=''
@@ -307,53 +416,60 @@ if [[ ${#changed[@]} -gt 0 ]]; then
 else
   note "app settings: up to date"
 fi
+# Host storage by identity: the connection string az wrote at create goes, after the identity settings are in
+# (facts §1.5). Only names are read: the value holds the account key.
+query=''
+for name in "${REMOVE[@]}"; do query+="${query:+ || }name=='$name'"; done
+present=''
+call --into present --placeholder 'AzureWebJobsStorage' -- az functionapp config appsettings list -g "$RG" -n "$APP" --query "[?$query].name" -o tsv
+if [[ -n $present ]]; then
+  mapfile -t stale <<<"$present"
+  call -- az functionapp config appsettings delete -g "$RG" -n "$APP" --setting-names "${stale[@]}" -o none
+fi
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The code: build, stage only what the host needs, publish when the package changed.
+# The code: dist/app.zip from `npm run package` (the bundle, host.json, package.json), published when it changed.
 
-sha256_tree() { # the content hash of a directory: file names and contents, in a stable order
-  local sum_cmd=(sha256sum)
-  if ! command -v sha256sum >/dev/null 2>&1; then sum_cmd=(shasum -a 256); fi
-  (cd "$1" && find . -type f ! -name .package-lock.json -print0 | LC_ALL=C sort -z | xargs -0 "${sum_cmd[@]}" | "${sum_cmd[@]}") |
-    cut -d' ' -f1
+# package_hash ZIP: sha256 over the member names and contents (a zip's own bytes change with every build's
+# timestamps, so they cannot say "unchanged").
+package_hash() {
+  local zip=$1 sum
+  sum=$( { unzip -Z1 "$zip" | LC_ALL=C sort; unzip -Z1 "$zip" | LC_ALL=C sort | while IFS= read -r member; do unzip -p "$zip" "$member"; done; } | openssl dgst -sha256 -r)
+  printf '%s' "${sum%% *}"
 }
 
-if [[ $PUBLISH != skip ]]; then
-  call --passthrough --cwd "$PROJECT_DIR" -- npm ci --no-fund --no-audit
-  call --passthrough --cwd "$PROJECT_DIR" -- npm run build
-  if [[ $DRY_RUN == 1 ]]; then
-    work='<work-dir>'
-  else
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
-    if [[ ! -f $PROJECT_DIR/dist/functions/validatejwt.js ]]; then
-      fail "the build did not produce dist/functions/validatejwt.js (package.json main) in $PROJECT_DIR"
-    fi
+if [[ $PUBLISH != none ]]; then
+  if [[ $DRY_RUN != 1 && ! -d $PROJECT_DIR/node_modules ]]; then
+    fail "$PROJECT_DIR has no node_modules: run npm ci there first (npm run package bundles from it)"
   fi
-  stage=$work/package
-  call -- mkdir -p "$stage/dist"
-  call -- cp -R "$PROJECT_DIR/dist/functions" "$stage/dist/functions"
-  call -- cp "$PROJECT_DIR/host.json" "$PROJECT_DIR/package.json" "$PROJECT_DIR/package-lock.json" "$stage/"
-  call --passthrough --cwd "$stage" -- npm ci --omit=dev --ignore-scripts --no-fund --no-audit
-
-  package_hash='<package-sha256>'
-  if [[ $DRY_RUN != 1 ]]; then package_hash=$(sha256_tree "$stage"); fi
-  published_hash=''
-  call --into published_hash --placeholder '' -- az functionapp show -g "$RG" -n "$APP" --query "tags.$HASH_TAG" -o tsv
-  if [[ $published_hash == "$package_hash" && $FORCE_PUBLISH != 1 ]]; then
-    note "code: unchanged since the last publish (sha256 $package_hash); not published (--force-publish to publish anyway)"
+  call --passthrough --cwd "$PROJECT_DIR" -- npm run package
+  hash='<package-sha256>'
+  if [[ $DRY_RUN != 1 ]]; then
+    if [[ ! -f $PROJECT_DIR/dist/app.zip ]]; then fail "npm run package did not write dist/app.zip in $PROJECT_DIR"; fi
+    hash=$(package_hash "$PROJECT_DIR/dist/app.zip")
+  fi
+  published=''
+  call --into published --placeholder '' -- az functionapp show -g "$RG" -n "$APP" --query "tags.$HASH_TAG" -o tsv
+  if [[ $published == "$hash" && $FORCE_PUBLISH != 1 ]]; then
+    note "code: unchanged since the last publish (sha256 $hash); not published (--force-publish to publish anyway)"
   else
     if [[ $PUBLISH == func ]]; then
-      # func reads the worker runtime from local.settings.json; it is not uploaded.
+      # func publishes a project folder: the unpacked package, so both paths ship the same files. func reads the
+      # worker runtime from local.settings.json, which it does not upload.
+      stage='<staging-dir>'
       if [[ $DRY_RUN != 1 ]]; then
+        work_dir
+        stage=$WORK_DIR/package
+        mkdir -p "$stage"
+        unzip -q "$PROJECT_DIR/dist/app.zip" -d "$stage"
         printf '{"IsEncrypted":false,"Values":{"FUNCTIONS_WORKER_RUNTIME":"node"}}\n' >"$stage/local.settings.json"
       fi
       call --passthrough --cwd "$stage" -- func azure functionapp publish "$APP" --no-build
     else
-      call --passthrough --cwd "$stage" -- zip -q -r "$work/package.zip" .
-      call -- az functionapp deployment source config-zip -g "$RG" -n "$APP" --src "$work/package.zip" -o none
+      call --cwd "$PROJECT_DIR" -- az functionapp deployment source config-zip -g "$RG" -n "$APP" --src dist/app.zip -o none
     fi
-    call -- az resource tag --ids "$APP_ID" --tags "$HASH_TAG=$package_hash" --is-incremental -o none
+    # Tags only (az resource tag would GET and PUT the whole site, facts §2.3.4).
+    call -- az tag update --resource-id "$APP_ID" --operation Merge --tags "$HASH_TAG=$hash" -o none
   fi
 fi
 
@@ -363,6 +479,13 @@ say "Deployed to $RG ($LOCATION):"
 say "  IoT hubs:     ${HUB_HOSTS[*]}"
 say "  DPS:          $DPS (id scope $ID_SCOPE)"
 say "  Key Vault:    $VAULT_URI (RBAC; the app's identity has \"$READER_ROLE\")"
-say "  Function app: $APP (https://$APP.azurewebsites.net/api/validatejwt)"
-say "Role assignments can take a few minutes to apply. For the other scripts:"
+say "  Function app: $APP, Flex Consumption (https://$APP.azurewebsites.net/api/validatejwt)"
+if [[ $REPLAY == 1 ]]; then
+  say "  Replay store: table usedtokens in $STORAGE, by identity"
+else
+  say "  Replay store: off (--no-replay)"
+fi
+say "  Telemetry:    $AI (Entra ID ingestion) in $WORKSPACE"
+say "Role assignments can take up to 10 minutes to apply; until then the host may fail to reach its storage."
+say "For the other scripts:"
 say "  export DPSJWT_RESOURCE_GROUP=$RG DPSJWT_DPS=$DPS DPSJWT_VAULT=$VAULT DPSJWT_APP=$APP"

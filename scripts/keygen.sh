@@ -64,8 +64,7 @@ command -v openssl >/dev/null 2>&1 || fail "openssl is not on PATH"
 if [[ $DRY_RUN == 1 ]]; then
   work='<private-temp-dir>'
 else
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  work=$WORK_DIR # lib.sh's private directory: removed on exit, Ctrl-C or SIGTERM
 fi
 umask 077
 call -- openssl ecparam -name prime256v1 -genkey -noout -out "$work/sec1.pem"

@@ -4,6 +4,8 @@
 #   call       the ONE function every az call (and npm, zip, func, openssl) goes through: it prints the command
 #              (secrets masked) and runs it, or with --dry-run only prints it.
 #   mask       replaces every registered secret (function keys, symmetric keys, SAS, connection strings) by ***.
+#   new_temp_file  a 0600 file in the script's private 0700 temporary directory, removed on exit, Ctrl-C, SIGTERM.
+#   secret_state, secret_deleted, public_key_digest: Key Vault secrets read by metadata, never by value.
 #   opt_value, require, usage_error, check_*: argument checks that fail naming the argument (exit 2).
 #   device_secret_name, group_secret_name: the webhook's Key Vault naming rule (functions/keys/names.ts).
 #
@@ -20,6 +22,53 @@ DRY_RUN=0
 SECRETS=()
 # fd 3 is the script's own stdout, so --dry-run can print a command even from inside $(...).
 exec 3>&1
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Temporary files: all of them live in one private directory (0700, files 0600) that is removed on exit, on Ctrl-C
+# and on SIGTERM, also while an az call is running (call waits for it in the background, so a signal is handled at
+# once, and the call is stopped first).
+
+WORK_DIR=''
+CHILD_PID=''
+
+cleanup_work_dir() {
+  if [[ -n $CHILD_PID ]]; then kill -TERM "$CHILD_PID" 2>/dev/null || true; fi
+  if [[ -n $WORK_DIR ]]; then rm -rf -- "$WORK_DIR"; fi
+  WORK_DIR=''
+}
+
+# on_signal SIG: clean up, then die of SIG as if no trap were set (the caller sees 130 for INT, 143 for TERM).
+on_signal() {
+  cleanup_work_dir
+  trap - "$1" EXIT
+  kill -s "$1" "$$"
+}
+
+trap cleanup_work_dir EXIT
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP
+
+# work_dir: creates the private directory on first use. Its name is recorded for the trap BEFORE mkdir creates it,
+# so no signal can leave it behind; mkdir refuses a path that already exists (no symlink games in a shared /tmp).
+work_dir() {
+  if [[ -n $WORK_DIR ]]; then return 0; fi
+  local dir=${TMPDIR:-/tmp}
+  dir="${dir%/}/dpsjwt.$$.$RANDOM$RANDOM"
+  WORK_DIR=$dir
+  if ! mkdir -m 700 -- "$dir"; then
+    WORK_DIR=''
+    fail "cannot create the private temporary directory $dir"
+  fi
+}
+
+# new_temp_file VAR NAME: VAR = the path of a new empty file NAME (mode 0600) in the private directory.
+new_temp_file() {
+  work_dir
+  local file="$WORK_DIR/$2"
+  (umask 077 && : >"$file") || fail "cannot create $file"
+  printf -v "$1" '%s' "$file"
+}
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Output and errors
@@ -102,7 +151,9 @@ check_tag() {
     usage_error "$flag '$pair': the key must be 1-128 letters, digits and _ : @ + - (it becomes a twin tag: no . \$ or space)"
   fi
   if [[ $key == file-encoding ]]; then usage_error "$flag '$pair': file-encoding is set by az itself"; fi
+  if [[ $key == public-key-sha256 ]]; then usage_error "$flag '$pair': public-key-sha256 is set by register-key.sh from the key itself"; fi
   if [[ ${#value} -gt 256 ]]; then usage_error "$flag '$pair': the value is over 256 characters"; fi
+  if [[ $value == *[[:cntrl:]]* ]]; then usage_error "$flag '$pair': the value holds a control character"; fi
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -133,6 +184,8 @@ hint_for() {
   case $1 in
     *"az login"*) printf 'hint: sign in first: az login (and az account set --subscription ...)\n' ;;
     *"deleted but recoverable"*) printf 'hint: a deleted secret of that name is in the vault'"'"'s recycle bin: az keyvault secret recover, or purge it (deprovision.sh --purge)\n' ;;
+    *SecretDisabled*) printf 'hint: Key Vault refuses to read a disabled secret (403 SecretDisabled); az keyvault secret list-versions shows its attributes and tags\n' ;;
+    *"Cannot find user or service principal in graph database"*) printf 'hint: a just-created identity takes a while to appear in Microsoft Graph; give its object id with --assignee-object-id and --assignee-principal-type\n' ;;
     *Forbidden* | *AuthorizationFailed* | *"not authorized"*) printf 'hint: the signed-in identity lacks a role for this; Key Vault secrets need "Key Vault Secrets Officer" on the vault (deploy.sh --operator)\n' ;;
   esac
 }
@@ -173,20 +226,27 @@ call() {
   fi
 
   printf '+ %s\n' "$(mask "$line")" >&2
-  local rc=0 errfile stdout stderr
+  local rc=0 outfile errfile stdout stderr
+  new_temp_file outfile stdout
+  new_temp_file errfile stderr
+  # In the background, then wait: a signal interrupts wait at once, where a foreground child would delay the trap
+  # until it ends.
   if [[ $passthrough == 1 ]]; then
-    if [[ -n $cwd ]]; then (cd "$cwd" && "$@") >&2 || rc=$?; else "$@" >&2 || rc=$?; fi
+    if [[ -n $cwd ]]; then (cd "$cwd" && exec "$@") >&2 & else "$@" >&2 & fi
+  else
+    if [[ -n $cwd ]]; then (cd "$cwd" && exec "$@") >"$outfile" 2>"$errfile" & else "$@" >"$outfile" 2>"$errfile" & fi
+  fi
+  CHILD_PID=$!
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=''
+  if [[ $passthrough == 1 ]]; then
+    rm -f -- "$outfile" "$errfile"
     if [[ $rc != 0 ]]; then fail "$1 failed (exit $rc): $line"; fi
     return 0
   fi
-  errfile=$(mktemp)
-  if [[ -n $cwd ]]; then
-    stdout=$(cd "$cwd" && "$@" 2>"$errfile") || rc=$?
-  else
-    stdout=$("$@" 2>"$errfile") || rc=$?
-  fi
+  stdout=$(<"$outfile")
   stderr=$(<"$errfile")
-  rm -f "$errfile"
+  rm -f -- "$outfile" "$errfile"
   stdout=${stdout//$'\r'/}
   # A secret is registered before anything else can print it.
   if [[ $rc == 0 && $secret == 1 ]]; then add_secret "$stdout"; fi
@@ -231,13 +291,82 @@ az_delete() {
   fi
 }
 
-# ensure_iot_extension: enrollment and device-identity commands live in the azure-iot extension.
-ensure_iot_extension() {
-  # shellcheck disable=SC2034 # set by az_exists through its name
+# ensure_extension NAME: enrollment and device-identity commands live in the azure-iot extension, app-insights in
+# application-insights. Installed when missing (az would otherwise prompt, which a script cannot answer). A preview
+# azure-iot (0.30.0b1, 1.0.0b2) overrides the DPS commands: warn (facts §2.4).
+ensure_extension() {
   local version=''
-  if ! az_exists version -- az extension show --name azure-iot --query version -o tsv; then
-    call -- az extension add --name azure-iot --only-show-errors
+  if ! az_exists version -- az extension show --name "$1" --query version -o tsv; then
+    call -- az extension add --name "$1" --only-show-errors
+  elif [[ $version == *[ab][0-9]* ]]; then
+    note "warning: extension $1 $version is a preview; the scripts are tested against the stable release (az extension add --name $1 --version <stable> --upgrade)"
   fi
+}
+ensure_iot_extension() { ensure_extension azure-iot; }
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Key Vault secrets as the scripts read them: never by value. A disabled secret answers 403 SecretDisabled to a read
+# (facts §3, K1), so its state comes from list-versions, which returns attributes and tags of every version (K4);
+# the current version is the newest.
+
+DIGEST_TAG=public-key-sha256
+
+# secret_state VAULT NAME: sets SECRET_FOUND (0|1), SECRET_ENABLED (true|false), SECRET_DIGEST (the
+# public-key-sha256 tag, or empty), SECRET_TAG_KEYS and SECRET_TAG_VALUES (arrays, in the stored order).
+# shellcheck disable=SC2034 # the SECRET_* variables are the callers'
+secret_state() {
+  local rows='' rc=0
+  SECRET_FOUND=0 SECRET_ENABLED='' SECRET_DIGEST='' SECRET_TAG_KEYS=() SECRET_TAG_VALUES=()
+  # shellcheck disable=SC2016 # JMESPath literals, not shell expansions
+  call --into rows --placeholder '' --missing-ok -- az keyvault secret list-versions --vault-name "$1" --name "$2" \
+    --query 'max_by(@, &attributes.created).[[attributes.enabled], keys(tags || `{}`), values(tags || `{}`)]' -o tsv || rc=$?
+  if [[ $rc == 3 || -z $rows ]]; then return 0; fi
+  local enabled_row='' keys_row='' values_row='' i
+  { IFS= read -r enabled_row || true; IFS= read -r keys_row || true; IFS= read -r values_row || true; } <<<"$rows"
+  SECRET_FOUND=1
+  SECRET_ENABLED=${enabled_row,,}
+  if [[ -n $keys_row ]]; then
+    split_tabs SECRET_TAG_KEYS "$keys_row"
+    split_tabs SECRET_TAG_VALUES "$values_row"
+  fi
+  for i in "${!SECRET_TAG_KEYS[@]}"; do
+    if [[ ${SECRET_TAG_KEYS[$i]} == "$DIGEST_TAG" ]]; then SECRET_DIGEST=${SECRET_TAG_VALUES[$i]:-}; fi
+  done
+}
+
+# split_tabs ARRAY TEXT: TEXT split at every tab, empty fields kept (read -a would merge adjacent tabs).
+split_tabs() {
+  local -n into=$1
+  local rest=$2
+  into=()
+  while [[ $rest == *$'\t'* ]]; do
+    into+=("${rest%%$'\t'*}")
+    rest=${rest#*$'\t'}
+  done
+  into+=("$rest")
+}
+
+# secret_deleted VAULT NAME: 0 when NAME is in the vault's deleted (recoverable) secrets. list-deleted, because
+# show-deleted of a secret deleted while disabled is refused like a read (K2).
+secret_deleted() {
+  local count=''
+  call --into count --placeholder 0 -- az keyvault secret list-deleted --vault-name "$1" --query "[?name=='$2'] | length(@)" -o tsv
+  [[ ${count:-0} != 0 ]]
+}
+
+# public_key_digest FILE: CONTRACTS item 1: lowercase hex SHA-256 over the DER SubjectPublicKeyInfo bytes of each
+# PUBLIC KEY block, concatenated in file order (a PEM body is the base64 of exactly those bytes).
+public_key_digest() {
+  local line in_block=0 body='' sum
+  local -a bodies=()
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line%$'\r'}
+    if [[ $line == '-----BEGIN PUBLIC KEY-----' ]]; then in_block=1; body=''; continue; fi
+    if [[ $line == '-----END PUBLIC KEY-----' ]]; then in_block=0; bodies+=("$body"); continue; fi
+    if [[ $in_block == 1 ]]; then body+=${line//[[:space:]]/}; fi
+  done <"$1"
+  sum=$(for body in "${bodies[@]}"; do printf '%s' "$body" | openssl base64 -d -A; done | openssl dgst -sha256 -r)
+  printf '%s' "${sum%% *}"
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -295,3 +424,6 @@ hub_host() { # NAME or NAME.azure-devices.net -> host name
 }
 hub_name() { printf '%s' "${1%%.*}"; }
 
+# Created up front, so that a call made inside $(...) (a subshell, which runs no EXIT trap) still writes into the
+# directory the main shell removes.
+work_dir

@@ -12,7 +12,8 @@ Usage: register-key.sh --vault NAME (--registration-id ID | --group-id ID) --pub
 
 Stores the public key as a Key Vault secret:
   az keyvault secret set --vault-name NAME --name <secret name> --file FILE --encoding utf-8
-                         --content-type application/x-pem-file [--tags k=v ...] [--disabled true]
+                         --content-type application/x-pem-file --tags [k=v ...] public-key-sha256=<digest>
+                         [--disabled true]
 Secret name (the webhook's rule): the id lower-cased; device-<id> when it is 1-119 of [a-z0-9-], otherwise
 devicehash-<sha256 hex of the lower-cased id>; for a group, group-<id> / grouphash-<sha256>.
 
@@ -21,14 +22,16 @@ Options:
   --registration-id ID   the device's DPS registration id
   --group-id ID          an enrollment group id instead: one key for every device of the group
   --public-key FILE      SPKI PEM ("-----BEGIN PUBLIC KEY-----", one or more blocks); a private key is refused
-  --tag KEY=VALUE        a secret tag; the webhook copies it into the device twin's tags (repeatable, at most 14)
+  --tag KEY=VALUE        a secret tag; the webhook copies it into the device twin's tags (repeatable, at most 13)
   --disabled             store the key switched off (factory flow): the webhook refuses the device until
                          activate.sh enables it
   --replace              allow replacing a different key already stored under that name (key rotation)
   --dry-run              print the commands, run none
   -h, --help             this text
 
-Running it again with the same key changes nothing. az adds a "file-encoding" tag; the webhook ignores it.
+Running it again with the same key changes nothing, also while the key is disabled: the key is recognised by the
+tag public-key-sha256 (sha256 of its DER SubjectPublicKeyInfo), not by reading the secret, which Key Vault refuses
+while it is disabled. az adds a "file-encoding" tag; the webhook ignores both.
 The signed-in identity needs "Key Vault Secrets Officer" on the vault (deploy.sh grants it with --operator).
 EOF
 }
@@ -59,7 +62,7 @@ require --vault "$VAULT"
 check_vault_name --vault "$VAULT"
 select_key_secret "$REGISTRATION_ID" "$GROUP_ID"
 require --public-key "$PUBLIC_KEY"
-if [[ ${#TAGS[@]} -gt 14 ]]; then usage_error "--tag: at most 14 tags (Key Vault allows 15; az adds file-encoding)"; fi
+if [[ ${#TAGS[@]} -gt 13 ]]; then usage_error "--tag: at most 13 tags (Key Vault allows 15; az adds file-encoding, this script public-key-sha256)"; fi
 for tag in "${TAGS[@]}"; do check_tag --tag "$tag"; done
 
 # The file: an SPKI public key PEM, never a private key.
@@ -83,23 +86,39 @@ if ! openssl pkey -pubin -in "$PUBLIC_KEY" -noout -text 2>/dev/null | grep -qE '
 fi
 if [[ $(wc -c <"$PUBLIC_KEY") -gt 25000 ]]; then usage_error "--public-key $PUBLIC_KEY is over Key Vault's 25 KB secret limit"; fi
 
-# Already there? Same key: nothing to do. Another key: only with --replace.
-stored=''
-if az_exists stored -- az keyvault secret show --vault-name "$VAULT" --name "$SECRET_NAME" --query value -o tsv; then
-  normalize() { tr -d '\r' | sed -e 's/[[:space:]]*$//' -e '/^$/d'; }
-  if [[ $(normalize <<<"$stored") == "$(normalize <"$PUBLIC_KEY")" ]]; then
-    say "$WHO: this key is already stored as $SECRET_NAME in $VAULT; nothing changed (use activate.sh to enable it or change tags)"
+# Already there? Compared by the public-key digest tag, never by reading the value: Key Vault refuses to read a
+# disabled secret (403 SecretDisabled), and the factory flow stores keys disabled. Same key: nothing to do. Another
+# key: only with --replace.
+DIGEST=$(public_key_digest "$PUBLIC_KEY")
+if [[ ! $DIGEST =~ ^[0-9a-f]{64}$ ]]; then usage_error "--public-key $PUBLIC_KEY: cannot compute its SHA-256 digest"; fi
+secret_state "$VAULT" "$SECRET_NAME"
+if [[ $SECRET_FOUND == 1 ]]; then
+  same=0
+  if [[ $SECRET_DIGEST == "$DIGEST" ]]; then
+    same=1
+  elif [[ -z $SECRET_DIGEST && $SECRET_ENABLED == true ]]; then
+    # Stored before the digest tag existed: compare the PEM itself (readable while enabled).
+    stored=''
+    call --into stored -- az keyvault secret show --vault-name "$VAULT" --name "$SECRET_NAME" --query value -o tsv
+    normalize() { tr -d '\r' | sed -e 's/[[:space:]]*$//' -e '/^$/d'; }
+    if [[ $(normalize <<<"$stored") == "$(normalize <"$PUBLIC_KEY")" ]]; then same=1; fi
+  elif [[ -z $SECRET_DIGEST && $REPLACE != 1 ]]; then
+    fail "$SECRET_NAME in $VAULT is disabled and has no $DIGEST_TAG tag (stored by an older register-key.sh), so it cannot be compared with $PUBLIC_KEY; pass --replace to store this key"
+  fi
+  if [[ $same == 1 ]]; then
+    say "$WHO: this key is already stored as $SECRET_NAME in $VAULT ($([[ $SECRET_ENABLED == true ]] && echo enabled || echo disabled)); nothing changed (activate.sh enables it or changes tags)"
     exit 0
   fi
   if [[ $REPLACE != 1 ]]; then
     fail "$SECRET_NAME in $VAULT holds a different key for $WHO; pass --replace to rotate it (the old key stops working)"
   fi
   note "$WHO: replacing the key stored as $SECRET_NAME (--replace)"
+elif secret_deleted "$VAULT" "$SECRET_NAME"; then
+  fail "$SECRET_NAME is deleted but recoverable in $VAULT (soft delete): az keyvault secret recover --vault-name $VAULT --name $SECRET_NAME, or purge it first (deprovision.sh --purge)"
 fi
 
 args=(az keyvault secret set --vault-name "$VAULT" --name "$SECRET_NAME" --file "$PUBLIC_KEY" --encoding utf-8
-  --content-type application/x-pem-file)
-if [[ ${#TAGS[@]} -gt 0 ]]; then args+=(--tags "${TAGS[@]}"); fi
+  --content-type application/x-pem-file --tags "${TAGS[@]}" "$DIGEST_TAG=$DIGEST")
 if [[ $DISABLED == 1 ]]; then args+=(--disabled true); fi
 args+=(-o none)
 call -- "${args[@]}"

@@ -1,9 +1,10 @@
 /**
- * Runs scripts/*.sh for real (bash) with stand-ins for az, npm, func and zip first on PATH (fixtures/fake-cli.mjs).
- * openssl is the real one. Each sandbox has its own temp dir, state file and call log.
+ * Runs scripts/*.sh for real (bash) with the strict stand-ins for az, npm and func first on PATH
+ * (fixtures/fake-cli.mjs, flags from fixtures/az-commands.mjs). openssl and unzip are the real ones. Each sandbox has
+ * its own directory, TMPDIR (tmp/, so a test can see every temporary file a script leaves), state file and call log.
  */
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -24,7 +25,19 @@ export interface RunResult {
 
 export interface Sandbox {
   dir: string;
+  /** TMPDIR of every run: empty between runs unless a script leaked a temporary file. */
+  tmp: string;
   run(script: string, args: string[], options?: { env?: Record<string, string>; cwd?: string }): RunResult;
+  /**
+   * Starts a script in its own process group, waits until the stand-in call matching `hang` (FAKE_AZ_HANG) is
+   * running, sends `signal` to the group (as Ctrl-C does to a terminal's job) or to bash alone, and resolves when the
+   * script has ended.
+   */
+  interrupt(script: string, args: string[], options: { hang: string; signal: NodeJS.Signals; group: boolean; env?: Record<string, string> }): Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string; hungPid: number; tmpAtSignal: { path: string; mode: number }[] }>;
+  /** Runs the stand-in az directly (not through a script). */
+  az(args: string[], env?: Record<string, string>): RunResult;
+  /** Every argv the stand-ins recorded so far in this sandbox. */
+  allCalls(): string[][];
   state(): any;
   setState(mutate: (state: any) => void): void;
   cleanup(): void;
@@ -34,7 +47,7 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
   const dir = mkdtempSync(join(tmpdir(), 'dps-scripts-'));
   const bin = join(dir, 'bin');
   mkdirSync(bin);
-  for (const tool of options.tools ?? ['az', 'npm', 'zip']) {
+  for (const tool of options.tools ?? ['az', 'npm']) {
     const file = join(bin, tool);
     writeFileSync(file, `#!/usr/bin/env bash\nexec node ${JSON.stringify(FAKE)} ${tool} "$@"\n`);
     chmodSync(file, 0o755);
@@ -42,18 +55,21 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
   const log = join(dir, 'calls.jsonl');
   const stateFile = join(dir, 'state.json');
   writeFileSync(log, '');
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp);
   // The system PATH minus anything that could be a real az/func: the stand-ins come first anyway.
   const env = {
     PATH: `${bin}:/usr/local/bin:/usr/bin:/bin:${process.env.PATH ?? ''}`,
     HOME: dir,
     LANG: 'C.UTF-8',
-    TMPDIR: dir,
+    TMPDIR: tmp,
     FAKE_AZ_LOG: log,
     FAKE_AZ_STATE: stateFile,
   };
   let seen = 0;
   return {
     dir,
+    tmp,
     run(script, args, runOptions = {}) {
       const result = spawnSync('bash', [join(ROOT, 'scripts', script), ...args], {
         cwd: runOptions.cwd ?? dir,
@@ -66,6 +82,49 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
       seen = lines.length;
       return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls };
     },
+    interrupt(script, args, { hang, signal, group, env: extra = {} }) {
+      const mark = join(dir, 'hang.pid');
+      rmSync(mark, { force: true });
+      const child = spawn('bash', [join(ROOT, 'scripts', script), ...args], {
+        cwd: dir,
+        env: { ...env, ...extra, FAKE_AZ_HANG: hang, FAKE_AZ_HANG_MARK: mark },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      let hungPid = 0;
+      let tmpAtSignal: { path: string; mode: number }[] = [];
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.stdout.resume();
+      return new Promise((resolvePromise, reject) => {
+        const timer = setTimeout(() => {
+          process.kill(-child.pid!, 'SIGKILL');
+          reject(new Error(`the call matching "${hang}" never started: ${stderr}`));
+        }, 15_000);
+        const poll = setInterval(() => {
+          if (!existsSync(mark) || readFileSync(mark, 'utf8') === '') return;
+          clearInterval(poll);
+          hungPid = Number(readFileSync(mark, 'utf8'));
+          tmpAtSignal = walk(tmp);
+          if (group) process.kill(-child.pid!, signal);
+          else process.kill(child.pid!, signal);
+        }, 20);
+        child.on('exit', (status, sig) => {
+          clearTimeout(timer);
+          clearInterval(poll);
+          seen = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').length;
+          resolvePromise({ status, signal: sig, stderr, hungPid, tmpAtSignal });
+        });
+      });
+    },
+    az(args, extra = {}) {
+      const result = spawnSync(process.execPath, [FAKE, 'az', ...args], { cwd: dir, env: { ...env, ...extra }, encoding: 'utf8', timeout: 20_000 });
+      const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
+      const calls = lines.slice(seen).map((l) => JSON.parse(l) as string[]);
+      seen = lines.length;
+      return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls };
+    },
+    allCalls: () => readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as string[]),
     state: () => (existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : {}),
     setState(mutate) {
       const state = existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : {};
@@ -81,11 +140,32 @@ export function azLines(calls: string[][]): string[] {
   return calls.filter((c) => c[0] === 'az').map((c) => c.slice(1).join(' '));
 }
 
-/** A call mutates Azure when it creates, sets, assigns, deletes, tags or deploys. */
+/** A call mutates Azure when it creates, sets, assigns, deletes, tags, deploys or POSTs (func publish too). */
 export function isWrite(call: string[]): boolean {
+  if (call[0] === 'func') return true;
   if (call[0] !== 'az') return false;
-  const words = call.slice(1).filter((w) => !w.startsWith('-'));
-  return words.some((w) => ['create', 'set', 'set-attributes', 'assign', 'delete', 'purge', 'tag', 'config-zip', 'update', 'add'].includes(w));
+  const words: string[] = [];
+  for (const w of call.slice(1)) {
+    if (w.startsWith('-')) break;
+    words.push(w);
+  }
+  if (words[0] === 'rest') return false; // the listkeys POST reads keys
+  return words.some((w) => ['create', 'set', 'set-attributes', 'assign', 'delete', 'purge', 'recover', 'update', 'add', 'config-zip'].includes(w));
+}
+
+/** Every file and directory under DIR with its permission bits. */
+function walk(dir: string): { path: string; mode: number }[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    const mode = statSync(path).mode;
+    const self = { path, mode: mode & 0o777 };
+    return (mode & 0o170000) === 0o040000 ? [self, ...walk(path)] : [self];
+  });
+}
+
+/** Files a run left in the sandbox's TMPDIR. */
+export function leftovers(box: Sandbox): string[] {
+  return readdirSync(box.tmp);
 }
 
 /** Throws when any line of the output holds one of the secrets. */

@@ -1,0 +1,165 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COMMANDS, parseSpec } from './fixtures/az-commands.mjs';
+import { FUNCTION_KEY, sandbox, type Sandbox } from './harness.js';
+
+// The stand-in must refuse what the real az refuses, or the script tests prove nothing (issue 12).
+describe('the strict az stand-in', () => {
+  let box: Sandbox;
+  beforeAll(() => {
+    box = sandbox();
+    box.setState((s) => {
+      s.groups = { rg: { location: 'westeurope' } };
+      s.dps = { d: { idScope: '0ne00FAKE42', linked: [], enrollments: {}, groups: {}, registrations: {} } };
+      s.vaults = { kv: { rbac: true, secrets: {}, deleted: {} } };
+      s.storage = { st: { resourceGroup: 'rg' } };
+    });
+  });
+  afterAll(() => box.cleanup());
+
+  it('every table entry parses and names its source', () => {
+    for (const [command, [flags, source]] of Object.entries(COMMANDS)) {
+      expect(source, command).toMatch(/\S/);
+      expect(() => parseSpec(flags), command).not.toThrow();
+    }
+  });
+
+  it('refuses an unknown flag with exit 2 and the CLI wording (enrollment-group create has no --attestation-type)', () => {
+    const r = box.az(['iot', 'dps', 'enrollment-group', 'create', '--dps-name', 'd', '-g', 'rg', '--enrollment-id', 'g1', '--attestation-type', 'symmetrickey']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('ERROR: unrecognized arguments: --attestation-type symmetrickey\n');
+    expect(box.state().dps.d.groups.g1).toBeUndefined();
+  });
+
+  it('refuses a missing required flag (an individual registration record is addressed by --enrollment-id)', () => {
+    const r = box.az(['iot', 'dps', 'enrollment', 'registration', 'show', '--dps-name', 'd', '-g', 'rg', '--registration-id', 'x']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('the following arguments are required: --enrollment-id/--eid');
+  });
+
+  it('refuses unknown groups and commands, and bad enum values', () => {
+    const resource = box.az(['resource', 'tag', '--ids', 'x', '--tags', 'a=b']);
+    expect(resource.status).toBe(2);
+    expect(resource.stderr).toContain("'resource' is misspelled or not recognized by the system.");
+    const verb = box.az(['keyvault', 'secret', 'frob', '--vault-name', 'kv']);
+    expect(verb.status).toBe(2);
+    expect(verb.stderr).toContain("'frob' is misspelled or not recognized by the system.");
+    const output = box.az(['account', 'show', '-o', 'xml']);
+    expect(output.status).toBe(2);
+    expect(output.stderr).toContain("invalid choice: 'xml'");
+  });
+
+  it('Key Vault: 403 SecretDisabled on reading a disabled secret, also once deleted; list-versions shows attributes and tags, never the value', () => {
+    const pem = join(box.dir, 'k.pem');
+    writeFileSync(pem, '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n');
+    expect(box.az(['keyvault', 'secret', 'set', '--vault-name', 'kv', '--name', 'device-a', '--file', pem, '--encoding', 'utf-8', '--tags', 'model=s1', '--disabled', 'true', '-o', 'none']).status).toBe(0);
+    const show = box.az(['keyvault', 'secret', 'show', '--vault-name', 'kv', '--name', 'device-a']);
+    expect(show.status).toBe(1);
+    expect(show.stderr).toContain('Operation get is not allowed on a disabled secret.');
+    expect(show.stderr).toContain('"code": "SecretDisabled"');
+    const versions = box.az(['keyvault', 'secret', 'list-versions', '--vault-name', 'kv', '--name', 'device-a']);
+    expect(versions.status).toBe(0);
+    const listed = JSON.parse(versions.stdout);
+    expect(listed).toEqual([expect.objectContaining({ name: 'device-a', attributes: expect.objectContaining({ enabled: false }), tags: { model: 's1', 'file-encoding': 'utf-8' } })]);
+    expect(versions.stdout).not.toContain('BEGIN PUBLIC KEY');
+    // tsv booleans are lower case [A2].
+    const tsv = box.az(['keyvault', 'secret', 'list', '--vault-name', 'kv', '--query', "[?name=='device-a'].attributes.enabled", '-o', 'tsv']);
+    expect(tsv.stdout).toBe('false\n');
+    expect(box.az(['keyvault', 'secret', 'delete', '--vault-name', 'kv', '--name', 'device-a', '-o', 'none']).status).toBe(0);
+    const deleted = box.az(['keyvault', 'secret', 'show-deleted', '--vault-name', 'kv', '--name', 'device-a']);
+    expect(deleted.status).toBe(1);
+    expect(deleted.stderr).toContain('SecretDisabled');
+    const reuse = box.az(['keyvault', 'secret', 'set', '--vault-name', 'kv', '--name', 'device-a', '--value', 'x', '-o', 'none']);
+    expect(reuse.status).toBe(1);
+    expect(reuse.stderr).toContain('deleted but recoverable');
+  });
+
+  it('Graph: a fresh identity cannot be named by --assignee; listing by scope and filtering principalId works', () => {
+    box.setState((s) => {
+      s.apps = { fn: { id: '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/sites/fn', flex: true, identity: null, tags: {}, settings: {} } };
+    });
+    const assign = box.az(['functionapp', 'identity', 'assign', '-g', 'rg', '-n', 'fn', '--query', 'principalId', '-o', 'tsv']);
+    const principal = assign.stdout.trim();
+    expect(principal).toMatch(/^[0-9a-f-]{36}$/);
+    const byAssignee = box.az(['role', 'assignment', 'list', '--assignee', principal, '--scope', '/v', '--role', 'r']);
+    expect(byAssignee.status).toBe(1);
+    expect(byAssignee.stderr).toContain('Cannot find user or service principal in graph database');
+    const untyped = box.az(['role', 'assignment', 'create', '--assignee-object-id', principal, '--role', 'r', '--scope', '/v']);
+    expect(untyped.status).toBe(1);
+    expect(box.az(['role', 'assignment', 'create', '--assignee-object-id', principal, '--assignee-principal-type', 'ServicePrincipal', '--role', 'r', '--scope', '/v', '-o', 'none']).status).toBe(0);
+    const count = box.az(['role', 'assignment', 'list', '--scope', '/v', '--role', 'r', '--query', `[?principalId=='${principal}'] | length(@)`, '-o', 'tsv']);
+    expect(count.stdout).toBe('1\n');
+  });
+
+  it('function keys: 404 while the host indexes a fresh publish, all null in the az 2.87 mode, the listkeys POST answers', () => {
+    writeFileSync(join(box.dir, 'app.zip'), 'PK');
+    expect(box.az(['functionapp', 'deployment', 'source', 'config-zip', '-g', 'rg', '-n', 'fn', '--src', 'app.zip', '-o', 'none'], { FAKE_AZ_INDEX_DELAY: '1' }).status).toBe(0);
+    const keys = ['functionapp', 'function', 'keys', 'list', '-g', 'rg', '-n', 'fn', '--function-name', 'validatejwt', '--query', 'default', '-o', 'tsv'];
+    expect(box.az(keys).status).toBe(3);
+    expect(box.az(keys).stdout).toBe(`${FUNCTION_KEY}\n`);
+    const nulls = box.az(keys, { FAKE_AZ_NULL_KEYS: '1' });
+    expect(nulls.status).toBe(0);
+    expect(nulls.stdout).toBe('');
+    const rest = box.az(['rest', '--method', 'post', '--uri', '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/sites/fn/functions/validatejwt/listkeys?api-version=2024-04-01', '--query', 'default', '-o', 'tsv']);
+    expect(rest.stdout).toBe(`${FUNCTION_KEY}\n`);
+  });
+
+  it('reads @file arguments as az does, and records only the path', () => {
+    const file = join(box.dir, 'url');
+    writeFileSync(file, 'https://fn.azurewebsites.net/api/validatejwt?code=SECRET\n');
+    const r = box.az(['iot', 'dps', 'enrollment', 'create', '--dps-name', 'd', '-g', 'rg', '--enrollment-id', 'e1', '--attestation-type', 'symmetrickey', '--allocation-policy', 'custom', '--webhook-url', `@${file}`, '--api-version', '2021-10-01', '-o', 'none']);
+    expect(r.status).toBe(0);
+    expect(box.state().dps.d.enrollments.e1.customAllocationDefinition.webhookUrl).toBe('https://fn.azurewebsites.net/api/validatejwt?code=SECRET');
+    expect(r.calls.flat().join(' ')).not.toContain('SECRET');
+    const noApi = box.az(['iot', 'dps', 'enrollment', 'create', '--dps-name', 'd', '-g', 'rg', '--enrollment-id', 'e2', '--attestation-type', 'symmetrickey', '--allocation-policy', 'custom', '--webhook-url', 'https://x']);
+    expect(noApi.status).toBe(1);
+  });
+
+  it('Flex Consumption: refuses the Linux Consumption flags, Node 20, 512 MB and FUNCTIONS_WORKER_RUNTIME', () => {
+    const base = ['functionapp', 'create', '-g', 'rg', '-n', 'fn2', '--storage-account', 'st', '--flexconsumption-location', 'westeurope', '--runtime', 'node'];
+    expect(box.az([...base, '--runtime-version', '22', '--os-type', 'Linux']).stderr).toContain('cannot be used with --os-type');
+    expect(box.az([...base, '--runtime-version', '20']).stderr).toContain('has reached end-of-life');
+    expect(box.az([...base, '--runtime-version', '24']).stderr).toContain('Supported versions for runtime node');
+    expect(box.az([...base, '--runtime-version', '22', '--instance-memory', '512']).status).toBe(1);
+    expect(box.az([...base, '--runtime-version', '24', '-o', 'none'], { FAKE_AZ_FLEX_NODE: '24,22' }).status).toBe(0);
+    const set = box.az(['functionapp', 'config', 'appsettings', 'set', '-g', 'rg', '-n', 'fn2', '--settings', 'FUNCTIONS_WORKER_RUNTIME=node']);
+    expect(set.status).toBe(1);
+    expect(set.stderr).toContain('(Site.SiteConfig.AppSettings.FUNCTIONS_WORKER_RUNTIME) for Flex Consumption sites is invalid');
+    expect(JSON.parse(readFileSync(join(box.dir, 'state.json'), 'utf8')).apps.fn2.settings).not.toHaveProperty('FUNCTIONS_WORKER_RUNTIME');
+  });
+
+  it("every az command of every script's --dry-run plan passes the table", () => {
+    const project = join(box.dir, 'project');
+    mkdirSync(project, { recursive: true });
+    for (const f of ['package.json', 'host.json']) writeFileSync(join(project, f), '{}\n');
+    const pem = join(box.dir, 'dry.pub.pem');
+    expect(box.run('keygen.sh', ['--private-key', 'dry.key.pem']).status).toBe(0);
+    const dps = ['-g', 'rg', '--dps', 'dpsx'];
+    const plans: [string, string[]][] = [
+      ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--project-dir', project, '--setting', 'IOT_HUB_HOSTNAME=h']],
+      ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--no-replay', '--operator', '00000000-0000-4000-8000-000000000001', '--no-publish']],
+      ['register-key.sh', ['--vault', 'kvx', '--registration-id', 'a', '--public-key', pem, '--tag', 'k=v', '--disabled']],
+      ['activate.sh', ['--vault', 'kvx', '--group-id', 'g', '--tag', 'k=v']],
+      ['enroll.sh', [...dps, '--app', 'fn', '--registration-id', 'a', '--device-id', 'dev-a', '--show-keys']],
+      ['enroll.sh', [...dps, '--app', 'fn', '--group-id', 'g', '--registration-id', 'a', '--show-keys', '--update']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--purge']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--group-id', 'g']],
+      ['deprovision.sh', [...dps, '--vault', 'kvx', '--group-id', 'g']],
+    ];
+    let checked = 0;
+    for (const [script, args] of plans) {
+      const dry = box.run(script, [...args, '--dry-run']);
+      expect(dry.status, `${script} ${args.join(' ')}`).toBe(0);
+      const lines = dry.stdout.split('\n').filter((l) => /^(\(cd \S+ && )?az /.test(l));
+      for (const line of lines) {
+        const parsed = spawnSync('bash', ['-c', line], { cwd: box.dir, env: { ...process.env, PATH: `${box.dir}/bin:${process.env.PATH}`, FAKE_AZ_PARSE_ONLY: '1', FAKE_AZ_LOG: join(box.dir, 'parse.jsonl'), FAKE_AZ_STATE: join(box.dir, 'parse-state.json') }, encoding: 'utf8' });
+        expect(parsed.stderr, line).toBe('');
+        expect(parsed.status, line).toBe(0);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(90);
+  });
+});
