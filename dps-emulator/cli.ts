@@ -25,7 +25,7 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --webhook-first-delay-ms <n>    wait before the 2nd try                        default 1000
   --webhook-increment-ms <n>      added to the wait for each further try         default 9000
   --webhook-timeout-ms <n>        per webhook call                               default 30000
-  --retry-after <seconds>         Retry-After told to polling devices            default 3
+  --retry-after <seconds>         Retry-After told to polling devices (whole)    default 3
   -h, --help                      this text
 
 Devices: provisioning host localhost:<port> (HTTPS) or localhost:<mqtt-port> (MQTT); trust the CA file printed
@@ -78,11 +78,8 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
   };
   const tlsFlags = [values.cert, values.key, values.ca].filter((v) => v !== undefined).length;
   if (tlsFlags !== 0 && tlsFlags !== 3) throw new UsageError('--cert, --key and --ca go together: give all three or none');
-  let retryAfterSeconds: number | undefined;
-  if (values['retry-after'] !== undefined) {
-    retryAfterSeconds = Number(values['retry-after']);
-    if (!Number.isFinite(retryAfterSeconds) || retryAfterSeconds <= 0) throw new UsageError('--retry-after must be a positive number of seconds');
-  }
+  // Whole seconds: the Python SDK parses retry-after with int() and hangs on a fraction (docs/local-dps.md).
+  const retryAfterSeconds = values['retry-after'] === undefined ? undefined : int('retry-after', values['retry-after'], 3, 1, 3600);
 
   // Every flag is checked before any file is read, so a usage mistake is reported as one (exit code 2).
   const flags: Omit<LocalDpsOptions, 'enrollments'> = {
