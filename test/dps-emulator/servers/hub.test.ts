@@ -120,12 +120,14 @@ describe('local IoT Hub, official device SDK over MQTT', () => {
     ['a wrong key', 'hub-dev-1', Buffer.alloc(32, 9).toString('base64'), HUB],
     ['a device DPS never assigned', 'never-registered', KEY, HUB],
     ['a hub no enrollment links', 'hub-dev-1', KEY, 'elsewhere.azure-devices.net'],
-  ])('refuses %s with CONNACK 5 (the SDK: UnauthorizedError)', async (_name, deviceId, key, hub) => {
+  ])('refuses %s with CONNACK 5 (the SDK: "Connection refused: Not authorized")', async (_name, deviceId, key, hub) => {
     const err = await connect(deviceId, key, hub).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
+    // The SDK calls every first-connection failure UnauthorizedError; mqtt.js's CONNACK text tells return code 5.
     expect(err?.name).toBe('UnauthorizedError');
+    expect(err?.message).toMatch(/Connection refused: Not authorized/);
   });
 });
 
