@@ -177,12 +177,15 @@ export async function connect(options: ConnectOptions): Promise<ConnectResult> {
     while (total === undefined || sent < total) {
       if (options.signal?.aborted) break;
       if (sent > 0) {
-        // Sleep for the interval, waking early when Ctrl-C comes or the interval changes.
+        // Sleep for the interval; a changed interval restarts the wait with the new value, Ctrl-C ends it.
         await new Promise<void>((resolve) => {
-          const t = setTimeout(finish, interval * 1000);
+          let t = setTimeout(finish, interval * 1000);
           const onAbort = (): void => finish();
           options.signal?.addEventListener('abort', onAbort, { once: true });
-          wake = finish;
+          wake = () => {
+            clearTimeout(t);
+            t = setTimeout(finish, interval * 1000);
+          };
           function finish(): void {
             clearTimeout(t);
             options.signal?.removeEventListener('abort', onAbort);

@@ -37,7 +37,13 @@ test('the demo exits 0 with every device as expected, in under 20 s, printing no
   // The assigned device's hub and initial twin, as DPS recorded them.
   expect(stdout).toMatch(/sensor-0042 as DPS recorded it: hub hub-(eu|us)\.azure-devices\.net, device id sensor-0042/);
   expect(stdout).toMatch(/initial twin: \{.*"telemetryInterval":30/);
-  expect(stdout).toMatch(/^PASS: 5\/5 devices ended as expected/m);
+  // After assignment: each admitted device connected to its (local) hub, read the desired properties the webhook put
+  // in its initial twin, and the hub received its telemetry (count and a sample).
+  expect(stdout).toMatch(/^\s+sensor-0042: desired properties: \{"telemetryInterval":30,"\$version":1\}$/m);
+  for (const id of ['sensor-0042', 'line7-0001']) {
+    expect(stdout).toMatch(new RegExp(`^${id}\\s+hub-(eu|us)\\.azure-devices\\.net\\s+yes\\s+yes \\{"telemetryInterval":30\\}\\s+3\\s+\\{"deviceId":"${id}","seq":3,.*\\}\\s+ok$`, 'm'));
+  }
+  expect(stdout).toMatch(/^PASS: 5\/5 devices ended as expected; 2\/2 connected devices read the webhook's twin and had their telemetry received/m);
 
   expect(stdout).not.toMatch(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/);
   expect(stdout).not.toMatch(/code=|SharedAccessSignature sr=|[?&]sig=|primaryKey/);
