@@ -17,6 +17,8 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --port <n>                      HTTPS device API port                          default 8443
   --mqtt-port <n>                 MQTT-over-TLS device API port                  default 8883
   --hub-port <n>                  local IoT Hub (MQTT over TLS) for every linked hub   default 8884
+  --hub-listen <addr>             interface of the local IoT Hub alone (e.g. ::1 with --hub-port 8883
+                                  for Python devices, which always use 8883)    default: --host
   --host <addr>                   interface to listen on                         default 127.0.0.1
   --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
   --cert <file> --key <file> --ca <file>
@@ -57,6 +59,7 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
         port: { type: 'string' },
         'mqtt-port': { type: 'string' },
         'hub-port': { type: 'string' },
+        'hub-listen': { type: 'string' },
         'max-registrations': { type: 'string' },
         host: { type: 'string' },
         'id-scope': { type: 'string' },
@@ -94,6 +97,7 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
     hubPort: int('hub-port', values['hub-port'], 8884, 0, 65535),
     maxRegistrations: int('max-registrations', values['max-registrations'], 10_000, 1, 1_000_000),
     host: values.host ?? '127.0.0.1',
+    ...(values['hub-listen'] !== undefined && { hubListenHost: values['hub-listen'] }),
     idScope: values['id-scope'] ?? DEFAULT_ID_SCOPE,
     webhookRetry: {
       attempts: int('webhook-attempts', values['webhook-attempts'], 10, 1, 100),

@@ -35,6 +35,11 @@ export interface LocalDpsOptions {
   maxRegistrations?: number;
   /** Interface to listen on. Default 127.0.0.1; the emulator is for this machine only. */
   host?: string;
+  /**
+   * Interface of the local IoT Hub alone. Default: `host`. Another loopback address lets the hub use 8883 too, next
+   * to the DPS's MQTT port, which the Python SDK needs (it always connects to 8883; docs/local-dps.md).
+   */
+  hubListenHost?: string;
   /** PEM contents. Else a throwaway CA and a localhost certificate are generated. */
   tls?: { cert: string; key: string; ca: string; caFile?: string };
   /** DPS's schedule by default: 10 attempts, 1000 ms before the second, +9000 ms each further one. */
@@ -116,7 +121,7 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   try {
     await listen(https, options.httpsPort ?? 0, host);
     await listen(mqtt.server, options.mqttPort ?? 0, host);
-    await listen(hubMqtt.server, options.hubPort ?? 0, host);
+    await listen(hubMqtt.server, options.hubPort ?? 0, options.hubListenHost ?? host);
   } catch (err) {
     https.close();
     await mqtt.close();
@@ -127,7 +132,9 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const httpsPort = (https.address() as AddressInfo).port;
   const mqttPort = (mqtt.server.address() as AddressInfo).port;
   const hubPort = (hubMqtt.server.address() as AddressInfo).port;
-  const hubHost = `localhost:${hubPort}`;
+  // The name devices use for it: one the generated certificate covers (localhost, 127.0.0.1, ::1).
+  const hubListen = options.hubListenHost ?? host;
+  const hubHost = hubListen === '::1' ? `[::1]:${hubPort}` : `${hubListen === '127.0.0.1' ? 'localhost' : hubListen}:${hubPort}`;
   const hub: LocalHub = {
     host: hubHost,
     port: hubPort,

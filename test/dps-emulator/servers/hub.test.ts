@@ -178,3 +178,28 @@ describe('local IoT Hub, on the wire', () => {
     client.end(true);
   });
 });
+
+describe('local IoT Hub on its own loopback address (how a Python device, always on 8883, gets one)', () => {
+  it('listens on ::1 when asked, and the SDK reaches it through GatewayHostName=[::1]:port', async () => {
+    const v6 = await startLocalDps({
+      enrollments: { individualEnrollments: [{ registrationId: 'v6-dev', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: KEY } }, allocationPolicy: 'static', iotHubs: [HUB], initialTwin: TWIN }] },
+      retryAfterSeconds: 1,
+      hubListenHost: '::1',
+    });
+    try {
+      expect(v6.hub.host).toMatch(/^\[::1\]:\d+$/);
+      await registerWithSdk(v6, 'http', 'v6-dev', KEY);
+      const client = deviceSdk.Client.fromConnectionString(v6.hub.connectionString(HUB, 'v6-dev', KEY), deviceMqtt.Mqtt);
+      client.setRetryPolicy(new iotCommon.NoRetry());
+      await client.setOptions({ ca: v6.caPem });
+      await client.open();
+      try {
+        expect((await client.getTwin()).properties.desired.telemetryInterval).toBe(5);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await v6.close();
+    }
+  });
+});
