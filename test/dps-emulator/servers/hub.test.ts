@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalDps, type LocalDps } from '../../../dps-emulator/index.js';
 import { deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
 import { registerWithSdk } from '../helpers.js';
+import { guardDns, guardLoopback } from '../../support/loopback-guard.js';
 
 const KEY = Buffer.alloc(32, 3).toString('base64');
 const OTHER_KEY = Buffer.alloc(32, 4).toString('base64');
@@ -18,6 +19,9 @@ const HUB = 'hub-eu.azure-devices.net';
 const TWIN = { tags: { site: 'lyon' }, properties: { desired: { telemetryInterval: 5, mode: 'eco' } } };
 
 let dps: LocalDps;
+// The hub names are real-looking *.azure-devices.net names: nothing here may resolve or contact them.
+const sockets = guardLoopback();
+const names = guardDns();
 
 beforeAll(async () => {
   dps = await startLocalDps({
@@ -35,6 +39,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await dps?.close();
+  names.restore();
+  sockets.restore();
+  expect(names.resolved).toEqual([]);
+  expect(sockets.blocked).toEqual([]);
 });
 
 type DeviceClient = InstanceType<typeof deviceSdk.Client>;
