@@ -8,10 +8,9 @@
  * TELEMETRY_BODY_KEEP_BYTES.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { PreviousAssignment } from '../protocol/allocation.js';
 import type { TwinState } from '../protocol/enrollments.js';
 import type { HubAssignment } from '../protocol/service.js';
-import { parseSas, signSas, SasError, MAX_SAS_LIFETIME_SECONDS } from '../protocol/sas.js';
+import { MAX_SAS_LIFETIME_SECONDS, parseSas, signSas, type SasError } from '../protocol/sas.js';
 
 /** IoT Hub twin limits (iot-hub-devguide-device-twins, ../shared/azure-cli-facts.md §4.3). */
 export const TWIN_LIMITS = { tagsBytes: 8 * 1024, desiredBytes: 32 * 1024, reportedBytes: 32 * 1024, depth: 10 } as const;
@@ -380,4 +379,3 @@ function checkSection(section: JsonObject, maxBytes: number, name: string): void
   if (size > maxBytes) throw new TwinOperationError(400, `${name} would be ${size} bytes, over IoT Hub's ${maxBytes}`);
 }
 
-export type { PreviousAssignment };
