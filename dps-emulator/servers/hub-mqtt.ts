@@ -88,7 +88,11 @@ export async function createHubMqttServer(registry: HubRegistry, tls: TlsMateria
         if (payload.length > MAX_D2C_MESSAGE_BYTES) return done(new Error('message over 256 KB'));
         const properties = parsePropertyBag(topic.slice(telemetryPrefix.length));
         if (!properties) return done(new Error('malformed property bag'));
-        registry.recordTelemetry(session.hub, session.deviceId, properties, payload);
+        try {
+          registry.recordTelemetry(session.hub, session.deviceId, properties, payload);
+        } catch {
+          return done(new Error('device no longer on this hub')); // moved by a re-provisioning meanwhile
+        }
         return done(null);
       }
       const twin = parseTwinRequest(topic);
