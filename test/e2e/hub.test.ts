@@ -5,7 +5,12 @@
  * telemetry the hub records, and follows a desired-property update pushed by the back end. An individual and a group
  * device. No name outside loopback is ever resolved and no socket leaves loopback (guards below).
  */
+import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { connect, type ConnectResult } from '../../sample-device/commands/connect.js';
 import { SampleDeviceError } from '../../sample-device/errors.js';
 import { guardDns, guardLoopback } from '../support/loopback-guard.js';
@@ -106,6 +111,26 @@ describe('failures a device owner can tell apart', () => {
     const down = await connect({ hub, deviceId: 'hub-0042', symmetricKey: individualKey, hubHost: 'localhost:1', caFile: dps.caFile, count: 0 }).catch((e: unknown) => e);
     expect(down).toMatchObject({ code: 'hub_unreachable', exitCode: 11 });
     expect(String((down as Error).message)).not.toContain(individualKey);
+  });
+
+  test('a hub that accepts the device but never answers the twin request: twin_timeout (exit 13)', async () => {
+    // A bare MQTT broker: it lets anyone in and routes nothing back, so $iothub/twin/GET gets no answer.
+    const tls = await generateLocalTls();
+    const broker = await Aedes.createBroker();
+    const server = createServer({ cert: tls.cert, key: tls.key }, (socket) => broker.handle(socket));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const caFile = `${flow.work}/mute-hub-ca.pem`;
+    await writeFile(caFile, tls.ca);
+    try {
+      const started = Date.now();
+      const mute = await connect({
+        hub: HUBS[0]!, deviceId: 'hub-0042', symmetricKey: individualKey, hubHost: `localhost:${(server.address() as AddressInfo).port}`, caFile, count: 1, twinTimeoutMs: 1000,
+      }).catch((e: unknown) => e);
+      expect(mute).toMatchObject({ code: 'twin_timeout', exitCode: 13 });
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await new Promise<void>((r) => broker.close(() => server.close(() => r())));
+    }
   });
 
   test('nothing resolved or contacted a name outside loopback', () => {
