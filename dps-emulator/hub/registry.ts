@@ -127,8 +127,10 @@ export class HubRegistry {
    * (concepts-device-reprovision; ../shared/azure-cli-facts.md §4.2):
    * - first assignment: the device is created with the initial twin (the webhook's, else the enrollment's);
    * - never re-provision (updateHubAssignment false): the device stays as it is;
-   * - migrate data: on the same hub the twin stays; to another hub the twin moves with the device;
-   * - reset to initial config: the twin is replaced by the initial twin (a factory reset, same hub or not).
+   * - the same hub again: the twin stays as the device and the back end left it, whatever the policy;
+   * - another hub, migrate data: the twin moves with the device;
+   * - another hub, reset to initial config: the device starts there from the initial twin (a returned initialTwin
+   *   applies on re-provisioning only when the hub changes under reset, §4.2).
    * A device that changes hubs is removed from the old one ("the device registration with the initial IoT hub will be
    * removed"), which closes its connection there.
    */
@@ -164,18 +166,7 @@ export class HubRegistry {
     }
     prev.keys = [...a.keys];
     if (!a.reprovision.updateHubAssignment) return;
-    const sameDevice = key(prev.hub, prev.deviceId) === target;
-    if (sameDevice) {
-      if (!a.reprovision.migrateDeviceData) {
-        prev.tags = initial.tags;
-        prev.desired = initial.desired;
-        prev.desiredVersion += 1;
-        prev.reported = {};
-        prev.reportedVersion += 1;
-        this.log(`hub ${a.hub}: device ${a.deviceId} reset to the initial twin`);
-      }
-      return;
-    }
+    if (key(prev.hub, prev.deviceId) === target) return;
     const moved = fresh();
     if (a.reprovision.migrateDeviceData) {
       moved.tags = prev.tags;

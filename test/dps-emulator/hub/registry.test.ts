@@ -61,16 +61,16 @@ describe('DPS assigns into the hub', () => {
     expect(registry.device(US, 'dev-1')!.twin.properties).toMatchObject({ desired: { telemetryInterval: 30 }, reported: { fw: '2' } });
   });
 
-  it('reset to initial config: the initial twin replaces the old one, on the same hub or a new one', () => {
+  it('reset to initial config: the same hub keeps the twin; a new hub starts from the initial twin (azure-cli-facts §4.2)', () => {
     const { registry } = setup();
     const reset = { updateHubAssignment: true, migrateDeviceData: false };
     registry.provision(assign({ reprovision: reset }));
     registry.patchReported(EU, 'dev-1', '{"fw":"2"}');
     registry.provision(assign({ previous: previous(EU), initialTwin: twin(5), reprovision: reset }));
-    expect(registry.device(EU, 'dev-1')!.twin.properties.desired).toMatchObject({ telemetryInterval: 5 });
-    expect(registry.device(EU, 'dev-1')!.twin.properties.reported).toEqual({ $version: 3 }); // reported cleared, version moves on
+    expect(registry.device(EU, 'dev-1')!.twin.properties).toMatchObject({ desired: { telemetryInterval: 30 }, reported: { fw: '2' } });
     registry.provision(assign({ hub: US, previous: previous(EU), initialTwin: twin(7), reprovision: reset }));
     expect(registry.device(US, 'dev-1')!.twin.properties).toEqual({ desired: { telemetryInterval: 7, $version: 1 }, reported: { $version: 1 } });
+    expect(registry.device(EU, 'dev-1')).toBeUndefined();
   });
 
   it('never re-provision: the device stays as it is', () => {
