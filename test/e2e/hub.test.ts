@@ -6,10 +6,12 @@
  * device. No name outside loopback is ever resolved and no socket leaves loopback (guards below).
  */
 import { writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
 import { createServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createSas } from '../../dps-emulator/protocol/sas.js';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { connect, type ConnectResult } from '../../sample-device/commands/connect.js';
 import { SampleDeviceError } from '../../sample-device/errors.js';
@@ -97,6 +99,33 @@ describe.each(CASES)('$title', ({ id, transport, key }) => {
     const sample = JSON.parse(seen.lastTelemetry!.body) as Record<string, unknown>;
     expect(sample).toMatchObject({ deviceId: result!.deviceId, seq: 2 });
     expect(seen.lastTelemetry!.properties).toMatchObject({ source: 'sample-device', '$.ct': 'application/json', '$.ce': 'utf-8' });
+  });
+});
+
+describe('what the Python SDK sends without a payload ("payload": null), as docs/local-dps.md states', () => {
+  test('the webhook answers token_missing and DPS fails the registration with 400207, without retrying', async () => {
+    const dps = flow.dps!;
+    const sas = createSas(dps.idScope, 'hub-0042', individualKey, Math.floor(Date.now() / 1000) + 300);
+    const call = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const req = request({ host: 'localhost', port: dps.httpsPort, method, path, ca: dps.caPem, headers: { authorization: sas, 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const seen = flow.webhookLog.length;
+    const put = await call('PUT', `/${dps.idScope}/registrations/hub-0042/register?api-version=2019-03-31`, JSON.stringify({ registrationId: 'hub-0042', payload: null }));
+    expect(put.status).toBe(202);
+    let got = put;
+    for (let i = 0; i < 100 && got.status === 202; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      got = await call('GET', `/${dps.idScope}/registrations/hub-0042/operations/${put.body.operationId}?api-version=2019-03-31`);
+    }
+    expect(got.body).toMatchObject({ status: 'failed', registrationState: { errorCode: 400207 } });
+    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['token_missing']);
   });
 });
 
