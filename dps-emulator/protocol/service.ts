@@ -317,17 +317,15 @@ export class RegistrationService {
 
     const hubSide = { resolved, previous, migrate };
 
-    // reprovisionPolicy.updateHubAssignment=false: DPS keeps a provisioned device where it is.
-    if (previous && e.reprovisionPolicy?.updateHubAssignment === false) {
-      return this.finish(rec, started, {
-        status: 'assigned', hub: previous.hub, deviceId, substatus: previous.substatus, initialTwin: e.initialTwin, payload: undefined, hubSide,
-      });
-    }
+    // reprovisionPolicy.updateHubAssignment=false ("never re-provision"): a provisioned device stays on its hub. The
+    // webhook is still called, as DPS calls it on every registration whatever the policy (azure-cli-facts §4.2), so
+    // it can still refuse the device; the hub it picks is not used.
+    const stay = previous && e.reprovisionPolicy?.updateHubAssignment === false ? previous : undefined;
+    const placed = (hub: string): { hub: string; substatus: Substatus } =>
+      stay ? { hub: stay.hub, substatus: stay.substatus } : { hub, substatus: substatusFor(previous, hub, migrate) };
     if (policy !== 'custom') {
-      const hub = policy === 'static' ? e.iotHubs[0]! : hashedHub(rec.registrationId, e.iotHubs);
-      return this.finish(rec, started, {
-        status: 'assigned', hub, deviceId, substatus: substatusFor(previous, hub, migrate), initialTwin: e.initialTwin, payload: undefined, hubSide,
-      });
+      const where = placed(policy === 'static' ? e.iotHubs[0]! : hashedHub(rec.registrationId, e.iotHubs));
+      return this.finish(rec, started, { status: 'assigned', ...where, deviceId, initialTwin: e.initialTwin, payload: undefined, hubSide });
     }
 
     const request = buildAllocationRequest({
@@ -358,9 +356,8 @@ export class RegistrationService {
     }
     this.finish(rec, started, {
       status: 'assigned',
-      hub: decision.hub,
+      ...placed(decision.hub),
       deviceId,
-      substatus: substatusFor(previous, decision.hub, migrate),
       initialTwin: decision.initialTwin ?? e.initialTwin,
       payload: decision.payload,
       hubSide,

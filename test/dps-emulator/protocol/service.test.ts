@@ -125,12 +125,15 @@ describe('registration service', () => {
     expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[1], substatus: 'deviceDataMigrated' } });
   });
 
-  it('updateHubAssignment=false keeps a provisioned device on its hub without asking the webhook again', async () => {
-    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] })]);
+  it('updateHubAssignment=false keeps a provisioned device on its hub; the webhook is still asked, and may refuse (azure-cli-facts §4.2)', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] }), { kind: 'response', status: 403, body: '{"code":"token_expired"}' }]);
     await t.registerAndWait('sticky-1', IND_KEY);
     const second = await t.registerAndWait('sticky-1', IND_KEY);
-    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[0] } });
-    expect(t.bodies).toHaveLength(1);
+    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[0], substatus: 'initialAssignment' } });
+    expect(t.bodies).toHaveLength(2);
+    expect(t.bodies[1]).toMatchObject({ deviceRuntimeContext: { currentIotHubHostName: HUBS[0] } });
+    const third = await t.registerAndWait('sticky-1', IND_KEY);
+    expect(third.body).toMatchObject({ status: 'failed', registrationState: { errorCode: 400207 } });
   });
 
   it('another registration cannot read an operation; a mismatched body id is a 400', async () => {
