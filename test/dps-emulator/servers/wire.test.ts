@@ -127,4 +127,18 @@ describe('MQTT broker fences', () => {
     a.end(true);
     b.end(true);
   });
+
+  it('refuses a register body over 64 KiB with 413, as the HTTPS API does, and keeps nothing of it', async () => {
+    const a = connect('dev-a', username('dev-a'), sas('dev-a'));
+    await new Promise((r) => a.once('connect', r));
+    await new Promise((r) => a.subscribe('$dps/registrations/res/#', { qos: 1 }, r));
+    const before = dps.registrations().length;
+    const answer = new Promise<{ topic: string; body: any }>((resolve) => a.once('message', (topic, p) => resolve({ topic, body: JSON.parse(p.toString()) })));
+    a.publish('$dps/registrations/PUT/iotdps-register/?$rid=big', JSON.stringify({ registrationId: 'dev-a', payload: { jwt: 'x'.repeat(70 * 1024) } }), { qos: 1 });
+    const got = await answer;
+    expect(got.topic).toBe('$dps/registrations/res/413/?$rid=big');
+    expect(got.body).toMatchObject({ errorCode: 413000 });
+    expect(dps.registrations().length).toBe(before);
+    a.end(true);
+  });
 });
