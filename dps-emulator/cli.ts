@@ -16,7 +16,7 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --enrollments <file>            enrollments JSON (DPS enrollment shape; see docs/local-dps.md)   required
   --port <n>                      HTTPS device API port                          default 8443
   --mqtt-port <n>                 MQTT-over-TLS device API port                  default 8883
-  --hub-port <n>                  local IoT Hub (MQTT over TLS), all linked hubsdefault 8884
+  --hub-port <n>                  local IoT Hub (MQTT/TLS) for all linked hubs   default 8884
   --hub-listen <addr>             interface of the local IoT Hub alone          default --host
                                   (e.g. ::1 with --hub-port 8883 for Python devices)
   --host <addr>                   interface to listen on                         default 127.0.0.1
