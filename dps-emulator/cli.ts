@@ -17,7 +17,7 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --port <n>                      HTTPS device API port                          default 8443
   --mqtt-port <n>                 MQTT-over-TLS device API port                  default 8883
   --hub-port <n>                  local IoT Hub (MQTT/TLS) for all linked hubs   default 8884
-  --hub-listen <addr>             interface of the local IoT Hub alone          default --host
+  --hub-listen <addr>             interface of the local IoT Hub alone           default --host
                                   (e.g. ::1 with --hub-port 8883 for Python devices)
   --host <addr>                   interface to listen on                         default 127.0.0.1
   --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
@@ -29,7 +29,7 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --webhook-increment-ms <n>      added to the wait for each further try         default 9000
   --webhook-timeout-ms <n>        per webhook call                               default 30000
   --retry-after <seconds>         Retry-After told to polling devices (whole)    default 3
-  --max-registrations <n>         distinct registration ids kept (new: 429)     default 10000
+  --max-registrations <n>         distinct registration ids kept (new: 429)      default 10000
   -h, --help                      this text
 
 Devices: provisioning host localhost:<port> (HTTPS) or localhost:<mqtt-port> (MQTT); trust the CA file printed
