@@ -9,13 +9,16 @@ import { EnrollmentsError } from './protocol/enrollments.js';
 import { DEFAULT_ID_SCOPE, loadEnrollments, startLocalDps, type LocalDps, type LocalDpsOptions } from './index.js';
 import { readTlsFiles } from './tls.js';
 
-const HELP = `Local Azure IoT Hub Device Provisioning Service (for development; loopback only)
+const HELP = `Local Azure IoT Hub Device Provisioning Service and IoT Hub (for development; loopback only)
 
 Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
 
   --enrollments <file>            enrollments JSON (DPS enrollment shape; see docs/local-dps.md)   required
   --port <n>                      HTTPS device API port                          default 8443
   --mqtt-port <n>                 MQTT-over-TLS device API port                  default 8883
+  --hub-port <n>                  local IoT Hub (MQTT/TLS) for all linked hubs   default 8884
+  --hub-listen <addr>             interface of the local IoT Hub alone           default --host
+                                  (e.g. ::1 with --hub-port 8883 for Python devices)
   --host <addr>                   interface to listen on                         default 127.0.0.1
   --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
   --cert <file> --key <file> --ca <file>
@@ -25,11 +28,14 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --webhook-first-delay-ms <n>    wait before the 2nd try                        default 1000
   --webhook-increment-ms <n>      added to the wait for each further try         default 9000
   --webhook-timeout-ms <n>        per webhook call                               default 30000
-  --retry-after <seconds>         Retry-After told to polling devices            default 3
+  --retry-after <seconds>         Retry-After told to polling devices (whole)    default 3
+  --max-registrations <n>         distinct registration ids kept (new: 429)      default 10000
   -h, --help                      this text
 
 Devices: provisioning host localhost:<port> (HTTPS) or localhost:<mqtt-port> (MQTT); trust the CA file printed
-at start (e.g. NODE_EXTRA_CA_CERTS=<file>).`;
+at start (e.g. NODE_EXTRA_CA_CERTS=<file>). After assignment, a device connects to its hub through
+GatewayHostName=localhost:<hub-port> in its connection string (HostName stays the assigned hub's name), or the
+sample device's --hub-host localhost:<hub-port>. No *.azure-devices.net name is ever resolved.`;
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -52,6 +58,9 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
         enrollments: { type: 'string' },
         port: { type: 'string' },
         'mqtt-port': { type: 'string' },
+        'hub-port': { type: 'string' },
+        'hub-listen': { type: 'string' },
+        'max-registrations': { type: 'string' },
         host: { type: 'string' },
         'id-scope': { type: 'string' },
         cert: { type: 'string' },
@@ -78,17 +87,17 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
   };
   const tlsFlags = [values.cert, values.key, values.ca].filter((v) => v !== undefined).length;
   if (tlsFlags !== 0 && tlsFlags !== 3) throw new UsageError('--cert, --key and --ca go together: give all three or none');
-  let retryAfterSeconds: number | undefined;
-  if (values['retry-after'] !== undefined) {
-    retryAfterSeconds = Number(values['retry-after']);
-    if (!Number.isFinite(retryAfterSeconds) || retryAfterSeconds <= 0) throw new UsageError('--retry-after must be a positive number of seconds');
-  }
+  // Whole seconds: the Python SDK parses retry-after with int() and hangs on a fraction (docs/local-dps.md).
+  const retryAfterSeconds = values['retry-after'] === undefined ? undefined : int('retry-after', values['retry-after'], 3, 1, 3600);
 
   // Every flag is checked before any file is read, so a usage mistake is reported as one (exit code 2).
   const flags: Omit<LocalDpsOptions, 'enrollments'> = {
     httpsPort: int('port', values.port, 8443, 0, 65535),
     mqttPort: int('mqtt-port', values['mqtt-port'], 8883, 0, 65535),
+    hubPort: int('hub-port', values['hub-port'], 8884, 0, 65535),
+    maxRegistrations: int('max-registrations', values['max-registrations'], 10_000, 1, 1_000_000),
     host: values.host ?? '127.0.0.1',
+    ...(values['hub-listen'] !== undefined && { hubListenHost: values['hub-listen'] }),
     idScope: values['id-scope'] ?? DEFAULT_ID_SCOPE,
     webhookRetry: {
       attempts: int('webhook-attempts', values['webhook-attempts'], 10, 1, 100),
@@ -116,6 +125,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<LocalDps | unde
   io.out(`local DPS id scope ${dps.idScope}`);
   io.out(`  HTTPS device API  https://${dps.httpsHost}  (SDK: host "localhost", https.Agent defaultPort ${dps.httpsPort})`);
   io.out(`  MQTT device API   mqtts://${dps.mqttHost}  (SDK: host "${dps.mqttHost}")`);
+  io.out(`  local IoT Hub     mqtts://${dps.hub.host}  for ${dps.hub.hubNames.join(', ')}  (connection string: ...;GatewayHostName=${dps.hub.host})`);
   io.out(`  CA certificate    ${dps.caFile}  (trust it: NODE_EXTRA_CA_CERTS=${dps.caFile})`);
   return dps;
 }

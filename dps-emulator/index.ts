@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { DPS_RETRY_SCHEDULE, type RetrySchedule } from './protocol/allocation.js';
 import { EnrollmentsError, validateEnrollments, type EnrollmentsFile } from './protocol/enrollments.js';
 import { RegistrationService, type RegistrationRecord } from './protocol/service.js';
+import { HubRegistry, type HubDeviceView, type TelemetryMessage } from './hub/registry.js';
+import { createHubMqttServer, type HubMqttServer } from './servers/hub-mqtt.js';
 import { createHttpsDeviceServer } from './servers/https.js';
 import { createMqttDeviceServer } from './servers/mqtt.js';
 import { generateLocalTls, writeCaFile, type TlsMaterial } from './tls.js';
@@ -16,6 +18,7 @@ export type { EnrollmentsFile, IndividualEnrollment, EnrollmentGroup, TwinState 
 export { EnrollmentsError, validateEnrollments } from './protocol/enrollments.js';
 export type { RegistrationRecord, RegistrationStatus } from './protocol/service.js';
 export type { AllocationRequest } from './protocol/allocation.js';
+export type { HubDeviceView, TelemetryMessage, TwinView } from './hub/registry.js';
 export { createSas, deriveDeviceKey } from './protocol/sas.js';
 export { generateLocalTls } from './tls.js';
 
@@ -26,18 +29,47 @@ export interface LocalDpsOptions {
   /** 0 = a free port. Defaults: 0 for both (the CLI defaults to 8443 / 8883). */
   httpsPort?: number;
   mqttPort?: number;
+  /** The local IoT Hub's MQTT-over-TLS port (every linked hub answers here). Default 0 (the CLI defaults to 8884). */
+  hubPort?: number;
+  /** Most distinct registration ids (and hub devices) kept; a new one beyond is answered 429. Default 10,000. */
+  maxRegistrations?: number;
   /** Interface to listen on. Default 127.0.0.1; the emulator is for this machine only. */
   host?: string;
+  /**
+   * Interface of the local IoT Hub alone. Default: `host`. Another loopback address lets the hub use 8883 too, next
+   * to the DPS's MQTT port, which the Python SDK needs (it always connects to 8883; docs/local-dps.md).
+   */
+  hubListenHost?: string;
   /** PEM contents. Else a throwaway CA and a localhost certificate are generated. */
   tls?: { cert: string; key: string; ca: string; caFile?: string };
   /** DPS's schedule by default: 10 attempts, 1000 ms before the second, +9000 ms each further one. */
   webhookRetry?: { attempts: number; firstDelayMs: number; incrementMs: number };
   /** Per webhook call. Default 30000 (DPS does not document its own). */
   webhookTimeoutMs?: number;
-  /** Retry-After given to polling devices, in seconds. Default 3 (as DPS); tests may use fractions such as 0.05. */
+  /** Retry-After given to polling devices: whole seconds, 1-3600. Default 3 (as DPS). */
   retryAfterSeconds?: number;
   /** One line per registration outcome. Never carries a SAS, key, JWT or function key. */
   log?: (line: string) => void;
+}
+
+/** The local IoT Hub: the devices DPS assigned, their twins and the telemetry they sent. */
+export interface LocalHub {
+  /** "localhost:PORT": what a device gives as GatewayHostName (or the sample device's --hub-host). */
+  readonly host: string;
+  readonly port: number;
+  /** Lower-cased names of every linked hub it answers for. */
+  readonly hubNames: readonly string[];
+  devices(): HubDeviceView[];
+  device(hub: string, deviceId: string): HubDeviceView | undefined;
+  /** Recent telemetry (the last 1000 messages), optionally of one device. */
+  telemetry(filter?: { hub?: string; deviceId?: string }): TelemetryMessage[];
+  /** A back-end twin update of desired properties; pushed to the device when it is connected and subscribed. */
+  updateDesired(hub: string, deviceId: string, patch: Record<string, unknown>): number;
+  /**
+   * The device's connection string for this stand-in: HostName is the assigned hub (it names the device's SAS
+   * resource and MQTT username), GatewayHostName is where the SDK connects (mqtt.ts: `mqtts://` + gatewayHostName).
+   */
+  connectionString(hub: string, deviceId: string, deviceKey: string): string;
 }
 
 export interface LocalDps {
@@ -51,6 +83,7 @@ export interface LocalDps {
   /** A file holding caPem (for NODE_EXTRA_CA_CERTS or --ca); removed on close when the emulator wrote it. */
   caFile: string;
   registrations(): readonly RegistrationRecord[];
+  readonly hub: LocalHub;
   close(): Promise<void>;
 }
 
@@ -63,26 +96,55 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const host = options.host ?? '127.0.0.1';
   const retry = checkRetry(options.webhookRetry ?? DPS_RETRY_SCHEDULE);
   const webhookTimeoutMs = positive('webhookTimeoutMs', options.webhookTimeoutMs ?? 30_000);
-  const retryAfterSeconds = positive('retryAfterSeconds', options.retryAfterSeconds ?? 3);
+  const retryAfterSeconds = options.retryAfterSeconds ?? 3;
   const log = options.log ?? (() => {});
 
   const tls: TlsMaterial = options.tls ?? (await generateLocalTls());
   const ca = options.tls?.caFile ? { path: options.tls.caFile, remove: async () => {} } : await writeCaFile(tls.ca);
 
-  const service = new RegistrationService({ idScope, enrollments, retry, webhookTimeoutMs, retryAfterSeconds, postWebhook, log });
+  let hubServer: HubMqttServer | undefined;
+  const linkedHubs = [...(enrollments.individualEnrollments ?? []), ...(enrollments.enrollmentGroups ?? [])].flatMap((e) => e.iotHubs);
+  const registry = new HubRegistry(linkedHubs, {
+    onDesiredUpdate: (u) => void hubServer?.pushDesired(u),
+    onDeviceRemoved: (hub, deviceId) => hubServer?.disconnect(hub, deviceId),
+    log,
+  });
+  const service = new RegistrationService({
+    idScope, enrollments, retry, webhookTimeoutMs, retryAfterSeconds, postWebhook, log,
+    onAssigned: (a) => registry.provision(a),
+    ...(options.maxRegistrations !== undefined && { maxRegistrations: options.maxRegistrations }),
+  });
   const https = createHttpsDeviceServer(service, tls);
   const mqtt = await createMqttDeviceServer(service, tls);
+  hubServer = await createHubMqttServer(registry, tls, log);
+  const hubMqtt = hubServer;
   try {
     await listen(https, options.httpsPort ?? 0, host);
     await listen(mqtt.server, options.mqttPort ?? 0, host);
+    await listen(hubMqtt.server, options.hubPort ?? 0, options.hubListenHost ?? host);
   } catch (err) {
     https.close();
     await mqtt.close();
+    await hubMqtt.close();
     await ca.remove();
     throw err;
   }
   const httpsPort = (https.address() as AddressInfo).port;
   const mqttPort = (mqtt.server.address() as AddressInfo).port;
+  const hubPort = (hubMqtt.server.address() as AddressInfo).port;
+  // The name devices use for it: one the generated certificate covers (localhost, 127.0.0.1, ::1).
+  const hubListen = options.hubListenHost ?? host;
+  const hubHost = hubListen === '::1' ? `[::1]:${hubPort}` : `${hubListen === '127.0.0.1' ? 'localhost' : hubListen}:${hubPort}`;
+  const hub: LocalHub = {
+    host: hubHost,
+    port: hubPort,
+    hubNames: registry.hubNames(),
+    devices: () => registry.devicesList(),
+    device: (h, id) => registry.device(h, id),
+    telemetry: (filter) => registry.telemetry(filter),
+    updateDesired: (h, id, patch) => registry.updateDesired(h, id, patch),
+    connectionString: (h, id, key) => `HostName=${h};DeviceId=${id};SharedAccessKey=${key};GatewayHostName=${hubHost}`,
+  };
 
   let closing: Promise<void> | undefined;
   return {
@@ -94,6 +156,7 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
     caPem: tls.ca,
     caFile: ca.path,
     registrations: () => service.registrations(),
+    hub,
     close: () =>
       (closing ??= (async () => {
         await service.close();
@@ -103,6 +166,7 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
             https.closeAllConnections();
           }),
           mqtt.close(),
+          hubMqtt.close(),
         ]);
         await ca.remove();
       })()),

@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { keygen } from './commands/keygen.js';
 import { register, DEFAULT_TIMEOUT_MS, type RegisterResult } from './commands/register.js';
 import { token } from './commands/token.js';
+import { connect, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TELEMETRY_INTERVAL_SECONDS, DEFAULT_TWIN_TIMEOUT_MS, type ConnectOptions, type ConnectResult } from './commands/connect.js';
 import { EXIT_CODE_SUMMARIES, EXIT_CODES, SampleDeviceError, usageError, type SampleDeviceErrorCode } from './errors.js';
 import { DEFAULT_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS } from './jwt.js';
 import { DEFAULT_DPS_HOST, TRANSPORTS, type TransportKind } from './transport.js';
@@ -25,6 +26,34 @@ interface CommandSpec {
 }
 
 const HELP_OPTION: Options = { help: { type: 'boolean', short: 'h' } };
+
+const REGISTER_OPTIONS: Options = {
+  'registration-id': { type: 'string' },
+  'id-scope': { type: 'string' },
+  'private-key': { type: 'string' },
+  'symmetric-key': { type: 'string' },
+  'group-key': { type: 'string' },
+  host: { type: 'string' },
+  transport: { type: 'string' },
+  ca: { type: 'string' },
+  lifetime: { type: 'string' },
+  kid: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+};
+
+const CONNECT_OPTIONS: Options = {
+  'hub-host': { type: 'string' },
+  count: { type: 'string' },
+  'twin-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+};
+
+const CONNECT_HELP = `  --hub-host H[:PORT]     connect here instead of the hub's own name (the connection string's GatewayHostName);
+                          the local hub: localhost:8884. Without it the device connects to the hub itself.
+  --count N               telemetry messages to send (default: until Ctrl-C)
+  --connect-timeout S     give up connecting after S seconds (default ${DEFAULT_CONNECT_TIMEOUT_MS / 1000}), exit 11
+  --twin-timeout S        give up waiting for the twin after S seconds (default ${DEFAULT_TWIN_TIMEOUT_MS / 1000}), exit 13`;
 
 const COMMANDS = {
   keygen: {
@@ -69,21 +98,7 @@ Options:
   register: {
     summary: 'register with DPS, presenting a signed token to the webhook',
     usage: `${PROGRAM} register --registration-id ID --id-scope S --private-key FILE (--symmetric-key KEY | --group-key KEY) [options]`,
-    options: {
-      'registration-id': { type: 'string' },
-      'id-scope': { type: 'string' },
-      'private-key': { type: 'string' },
-      'symmetric-key': { type: 'string' },
-      'group-key': { type: 'string' },
-      host: { type: 'string' },
-      transport: { type: 'string' },
-      ca: { type: 'string' },
-      lifetime: { type: 'string' },
-      kid: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-      ...HELP_OPTION,
-    },
+    options: { ...REGISTER_OPTIONS, ...HELP_OPTION },
     help: `Signs a short-lived ES256 token, sends it as the provisioning payload {"jwt": ...} with the official Azure IoT
 SDK (symmetric-key attestation), and prints the assigned hub, device id and the payload the webhook returned.
 
@@ -109,6 +124,39 @@ Exit codes:
 ${Object.entries(EXIT_CODES)
   .map(([code, exit]) => `  ${String(exit).padStart(3)}  ${code.padEnd(22)} ${EXIT_CODE_SUMMARIES[code as SampleDeviceErrorCode]}`)
   .join('\n')}`,
+  },
+  connect: {
+    summary: 'connect to the assigned hub: print the desired properties, report back, send telemetry',
+    usage: `${PROGRAM} connect --hub HUB --device-id ID (--symmetric-key KEY | --group-key KEY) [--hub-host H:PORT] [--ca FILE] [--count N]`,
+    options: { ...CONNECT_OPTIONS, hub: { type: 'string' }, 'device-id': { type: 'string' }, 'symmetric-key': { type: 'string' }, 'group-key': { type: 'string' }, ca: { type: 'string' }, json: { type: 'boolean' }, ...HELP_OPTION },
+    help: `Connects to the IoT hub DPS assigned, with the official Azure IoT SDK over MQTT (TLS) and the device's key,
+prints the twin's desired properties, reports a property back, and sends a telemetry message every desired
+telemetryInterval seconds (default ${DEFAULT_TELEMETRY_INTERVAL_SECONDS}; updates are followed) for --count messages or until Ctrl-C.
+
+Options:
+  --hub HUB               the assigned hub's host name (register prints it)
+  --device-id ID          the device id (register prints it; a group device's is its registration id)
+  --symmetric-key KEY     the individual enrollment's key (or env DEVICE_SYMMETRIC_KEY)
+  --group-key KEY         the enrollment group's key; the device key is derived (or env DEVICE_GROUP_KEY)
+${CONNECT_HELP}
+  --ca FILE               extra CA certificates (PEM) to trust, e.g. the local DPS's
+  --json                  print the result (or the error) as JSON on stdout
+  -h, --help              show this help
+
+Nothing secret is printed. Exit codes: 0 done (also on Ctrl-C while sending telemetry), 11 hub_unreachable,
+12 hub_unauthorized, 13 twin_timeout, 2 usage, 3 file, 130 Ctrl-C before the telemetry started.`,
+  },
+  run: {
+    summary: 'register, then connect to the assigned hub (register + connect in one)',
+    usage: `${PROGRAM} run --registration-id ID --id-scope S --private-key FILE (--symmetric-key KEY | --group-key KEY) [register options] [--hub-host H:PORT] [--count N]`,
+    options: { ...REGISTER_OPTIONS, ...CONNECT_OPTIONS, ...HELP_OPTION },
+    help: `Runs \`register\` (see its --help for the options and exit codes), then \`connect\` to the hub DPS assigned, with
+the same key: prints the desired properties, reports a property back, sends telemetry.
+
+Connect options:
+${CONNECT_HELP}
+
+Exit codes: those of register, then 11 hub_unreachable, 12 hub_unauthorized, 13 twin_timeout.`,
   },
 } satisfies Record<string, CommandSpec>;
 
@@ -199,6 +247,43 @@ function formatRegistration(result: RegisterResult): string {
   return lines.join('\n');
 }
 
+function formatConnection(result: ConnectResult): string {
+  return [
+    `${result.deviceId} connected to ${result.hub}${result.via !== result.hub ? ` (via ${result.via})` : ''}`,
+    `  desired:       ${JSON.stringify(result.desired)}`,
+    `  reported:      ${JSON.stringify(result.reported)}`,
+    `  telemetry:     ${result.telemetrySent} message(s), every ${result.telemetryIntervalSeconds} s; ${result.desiredUpdates} desired update(s) received`,
+  ].join('\n');
+}
+
+/** The connect options common to `connect` and `run`. */
+function connectFlags(values: Values, io: CliIo, json: boolean): Partial<ConnectOptions> {
+  const count = str(values, 'count');
+  if (count !== undefined && !/^\d+$/.test(count.trim())) throw usageError('--count', `must be a whole number, got "${count}"`);
+  const twinTimeout = seconds(values, 'twin-timeout');
+  const connectTimeout = seconds(values, 'connect-timeout');
+  if (twinTimeout === 0) throw usageError('--twin-timeout', 'must be at least 1 second');
+  if (connectTimeout === 0) throw usageError('--connect-timeout', 'must be at least 1 second');
+  return {
+    ...optional('hubHost', str(values, 'hub-host')),
+    ...optional('count', count === undefined ? undefined : Number(count.trim())),
+    ...optional('twinTimeoutMs', twinTimeout === undefined ? undefined : twinTimeout * 1000),
+    ...optional('connectTimeoutMs', connectTimeout === undefined ? undefined : connectTimeout * 1000),
+    ...optional('signal', io.signal),
+    // Progress lines go to stderr under --json, so stdout stays one JSON document.
+    print: (line: string) => (json ? io.stderr(line) : io.stdout(line)),
+  };
+}
+
+/** Keys from flags, else from the environment (keeps them out of shell history and `ps`). */
+function keyFlags(values: Values, io: CliIo): { symmetricKey?: string; groupKey?: string } {
+  const symmetricFlag = str(values, 'symmetric-key');
+  const groupFlag = str(values, 'group-key');
+  const fromEnv = symmetricFlag === undefined && groupFlag === undefined;
+  const envKey = (name: string): string | undefined => (fromEnv && io.env[name]?.trim() ? io.env[name] : undefined);
+  return { ...optional('symmetricKey', symmetricFlag ?? envKey('DEVICE_SYMMETRIC_KEY')), ...optional('groupKey', groupFlag ?? envKey('DEVICE_GROUP_KEY')) };
+}
+
 async function runCommand(name: CommandName, values: Values, io: CliIo): Promise<void> {
   switch (name) {
     case 'keygen': {
@@ -233,34 +318,58 @@ async function runCommand(name: CommandName, values: Values, io: CliIo): Promise
       );
       return;
     }
-    case 'register': {
-      const transport = str(values, 'transport') ?? 'http';
-      if (!(TRANSPORTS as readonly string[]).includes(transport)) throw usageError('--transport', `must be one of ${TRANSPORTS.join(', ')}, got "${transport}"`);
-      // A flag wins over the environment; the environment keeps keys out of shell history and `ps`.
-      const symmetricFlag = str(values, 'symmetric-key');
-      const groupFlag = str(values, 'group-key');
-      const fromEnv = symmetricFlag === undefined && groupFlag === undefined;
-      const envKey = (name: string): string | undefined => (fromEnv && io.env[name]?.trim() ? io.env[name] : undefined);
-      const timeoutSeconds = seconds(values, 'timeout');
-      if (timeoutSeconds === 0) throw usageError('--timeout', 'must be at least 1 second');
-      const result = await register({
-        registrationId: required(values, 'registration-id'),
-        idScope: required(values, 'id-scope'),
-        privateKeyFile: required(values, 'private-key'),
-        ...optional('symmetricKey', symmetricFlag ?? envKey('DEVICE_SYMMETRIC_KEY')),
-        ...optional('groupKey', groupFlag ?? envKey('DEVICE_GROUP_KEY')),
-        ...optional('host', str(values, 'host')),
-        transport: transport as TransportKind,
+    case 'connect': {
+      const json = values.json === true;
+      const result = await connect({
+        hub: required(values, 'hub'),
+        deviceId: required(values, 'device-id'),
+        ...keyFlags(values, io),
         ...optional('caFile', str(values, 'ca')),
-        ...optional('lifetimeSeconds', seconds(values, 'lifetime')),
-        ...optional('kid', str(values, 'kid')),
-        ...optional('timeoutMs', timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000),
-        ...optional('signal', io.signal),
+        ...connectFlags(values, io, json),
       });
+      io.stdout(json ? JSON.stringify({ ok: true, ...result }, null, 2) : formatConnection(result));
+      return;
+    }
+    case 'run': {
+      const json = values.json === true;
+      const registration = await registerFrom(values, io);
+      if (!json) io.stdout(formatRegistration(registration));
+      const result = await connect({
+        hub: registration.assignedHub,
+        deviceId: registration.deviceId,
+        ...keyFlags(values, io),
+        ...optional('caFile', str(values, 'ca')),
+        ...connectFlags(values, io, json),
+      });
+      io.stdout(json ? JSON.stringify({ ok: true, registration, connection: result }, null, 2) : formatConnection(result));
+      return;
+    }
+    case 'register': {
+      const result = await registerFrom(values, io);
       io.stdout(values.json === true ? JSON.stringify({ ok: true, ...result }, null, 2) : formatRegistration(result));
       return;
     }
   }
+}
+
+async function registerFrom(values: Values, io: CliIo): Promise<RegisterResult> {
+  const transport = str(values, 'transport') ?? 'http';
+  if (!(TRANSPORTS as readonly string[]).includes(transport)) throw usageError('--transport', `must be one of ${TRANSPORTS.join(', ')}, got "${transport}"`);
+  const timeoutSeconds = seconds(values, 'timeout');
+  if (timeoutSeconds === 0) throw usageError('--timeout', 'must be at least 1 second');
+  return register({
+    registrationId: required(values, 'registration-id'),
+    idScope: required(values, 'id-scope'),
+    privateKeyFile: required(values, 'private-key'),
+    ...keyFlags(values, io),
+    ...optional('host', str(values, 'host')),
+    transport: transport as TransportKind,
+    ...optional('caFile', str(values, 'ca')),
+    ...optional('lifetimeSeconds', seconds(values, 'lifetime')),
+    ...optional('kid', str(values, 'kid')),
+    ...optional('timeoutMs', timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000),
+    ...optional('signal', io.signal),
+  });
 }
 
 /** Runs the CLI; returns the exit code. Exported for tests, which pass their own io. */

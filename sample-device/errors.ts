@@ -26,6 +26,12 @@ export const EXIT_CODES = {
   dps_failed: 9,
   /** The registration did not finish within --timeout. */
   timeout: 10,
+  /** The assigned IoT hub could not be reached (connection refused, DNS, TLS trust, no CONNACK in time). */
+  hub_unreachable: 11,
+  /** The hub refused the device's credentials (CONNACK 5: wrong key, or no such device on that hub). */
+  hub_unauthorized: 12,
+  /** Connected, but the twin (or the reported-properties acknowledgement) did not come in time. */
+  twin_timeout: 13,
   /** Stopped by Ctrl-C (or the caller's AbortSignal); 128 + SIGINT, as shells report it. */
   interrupted: 130,
 } as const;
@@ -44,6 +50,9 @@ export const EXIT_CODE_SUMMARIES: Readonly<Record<SampleDeviceErrorCode, string>
   disabled: 'the enrollment is disabled',
   dps_failed: 'another DPS failure (code and message printed)',
   timeout: 'no result within --timeout',
+  hub_unreachable: 'the assigned hub is not reachable (connection, DNS, TLS trust, no answer)',
+  hub_unauthorized: 'the hub refused the device (CONNACK 5: wrong key or unknown device)',
+  twin_timeout: 'connected, but no twin / reported-properties answer in time',
   interrupted: 'Ctrl-C',
 };
 

@@ -19,6 +19,8 @@ export const DPS_ERRORS = {
   methodNotAllowed: { status: 405, errorCode: 405000, name: 'MethodNotAllowed' },
   /** Request body over the limit. Emulator choice: 413000. */
   tooLarge: { status: 413, errorCode: 413000, name: 'RequestEntityTooLarge' },
+  /** Over the emulator's registration bound (issue 13 item 9). DPS answers 429 when it throttles (quotas page); the code is an emulator choice. */
+  throttled: { status: 429, errorCode: 429001, name: 'ThrottlingException' },
   internal: { status: 500, errorCode: 500000, name: 'InternalServerError' },
 } as const;
 

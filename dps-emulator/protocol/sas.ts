@@ -18,7 +18,14 @@ export interface ParsedSas {
   readonly skn: string | undefined;
 }
 
-export type SasFailure = 'malformed' | 'wrong_resource' | 'wrong_key_name' | 'expired' | 'bad_signature';
+export type SasFailure = 'malformed' | 'wrong_resource' | 'wrong_key_name' | 'expired' | 'expiry_too_far' | 'bad_signature';
+
+/**
+ * Latest `se` accepted: now + 1 day. DPS documents no limit of its own; the SDKs sign for one hour (Node
+ * `SymmetricKeySecurityClient`, Python `RenewableSasToken` default 3600 s), so a day leaves room for clock drift while
+ * a leaked token cannot stay usable for years (issue 13 item 9; a choice, stated in docs/local-dps.md).
+ */
+export const MAX_SAS_LIFETIME_SECONDS = 24 * 3600;
 
 export class SasError extends Error {
   constructor(readonly reason: SasFailure, message: string) {
@@ -82,11 +89,15 @@ export function verifySas({ sas, idScope, registrationId, keys, nowSeconds }: Ve
   if (sas.resource !== sasResource(idScope, registrationId)) {
     throw new SasError('wrong_resource', 'SharedAccessSignature sr does not name this registration');
   }
-  // DPS's device SAS always uses the key name "registration"; the SDK sends it. Accept absent (older samples).
-  if (sas.skn !== undefined && sas.skn !== 'registration') {
+  // DPS's device SAS uses the key name "registration" (iot-dps-https-sym-key-support; the Node and Python SDKs both
+  // send it). Required: a token without it is not a DPS device token.
+  if (sas.skn !== 'registration') {
     throw new SasError('wrong_key_name', 'SharedAccessSignature skn must be "registration"');
   }
   if (sas.se <= nowSeconds) throw new SasError('expired', 'SharedAccessSignature has expired');
+  if (sas.se > nowSeconds + MAX_SAS_LIFETIME_SECONDS) {
+    throw new SasError('expiry_too_far', `SharedAccessSignature se is more than ${MAX_SAS_LIFETIME_SECONDS} s in the future`);
+  }
   let matched = -1;
   keys.forEach((key, i) => {
     const expected = sign(key, sas.srRaw, sas.se);
@@ -95,6 +106,11 @@ export function verifySas({ sas, idScope, registrationId, keys, nowSeconds }: Ve
   });
   if (matched < 0) throw new SasError('bad_signature', 'SharedAccessSignature signature does not match');
   return matched;
+}
+
+/** HMAC-SHA256 over `sr + "\n" + se`: the signature of DPS and IoT Hub SAS tokens alike. */
+export function signSas(keyB64: string, sr: string, se: number): Buffer {
+  return sign(keyB64, sr, se);
 }
 
 function sign(keyB64: string, sr: string, se: number): Buffer {

@@ -84,6 +84,24 @@ export const INVALID_JSON: unique symbol = Symbol('invalid JSON');
 
 export type PostWebhook = (url: string, body: AllocationRequest, timeoutMs: number, signal: AbortSignal) => Promise<WebhookAttempt>;
 
+/** What the hub stand-in needs to know about an assignment (issue 14 item 2). */
+export interface HubAssignment {
+  readonly registrationId: string;
+  readonly hub: string;
+  readonly deviceId: string;
+  /** The keys the device may authenticate to its hub with: the enrollment's, or those derived from the group's. */
+  readonly keys: readonly string[];
+  /** The webhook's twin, else the enrollment's. */
+  readonly initialTwin: TwinState | undefined;
+  /** Where this registration was assigned before, if this DPS assigned it already. */
+  readonly previous: PreviousAssignment | undefined;
+  readonly reprovision: { readonly updateHubAssignment: boolean; readonly migrateDeviceData: boolean };
+}
+
+/** Defaults of the service's own bounds (issue 13 item 9); docs/local-dps.md states them. */
+export const DEFAULT_MAX_REGISTRATIONS = 10_000;
+export const DEFAULT_MAX_RECORDS = 256;
+
 export interface RegistrationServiceOptions {
   readonly idScope: string;
   readonly enrollments: EnrollmentsFile;
@@ -93,6 +111,12 @@ export interface RegistrationServiceOptions {
   readonly postWebhook: PostWebhook;
   readonly log: (line: string) => void;
   readonly now?: () => Date;
+  /** Called once per assignment, before the device can learn of it (so its hub knows it when it connects). */
+  readonly onAssigned?: (assignment: HubAssignment) => void;
+  /** Most distinct registration ids remembered; a new one beyond this is answered 429. Default 10,000. */
+  readonly maxRegistrations?: number;
+  /** Most registration records (and their operations) kept for inspection; the oldest finished go first. Default 256. */
+  readonly maxRecords?: number;
 }
 
 export class RegistrationService {
@@ -100,13 +124,37 @@ export class RegistrationService {
   private readonly records: MutableRecord[] = [];
   private readonly assignments = new Map<string, PreviousAssignment>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** Lower-cased ids being assigned for the first time: they count against maxRegistrations too. */
+  private readonly pendingNew = new Set<string>();
   private readonly abort = new AbortController();
   private readonly loadedAtUtc: string;
   private readonly now: () => Date;
+  private readonly maxRegistrations: number;
+  private readonly maxRecords: number;
 
   constructor(private readonly opts: RegistrationServiceOptions) {
     this.now = opts.now ?? (() => new Date());
     this.loadedAtUtc = this.now().toISOString();
+    this.maxRegistrations = opts.maxRegistrations ?? DEFAULT_MAX_REGISTRATIONS;
+    this.maxRecords = opts.maxRecords ?? DEFAULT_MAX_RECORDS;
+    // Whole seconds on both wires: the Python SDK parses the MQTT retry-after with int(), and a fraction makes its
+    // register hang forever (issue 14 item 6); HTTP's Retry-After is delay-seconds, an integer (RFC 9110 §10.2.3).
+    if (!Number.isInteger(opts.retryAfterSeconds) || opts.retryAfterSeconds < 1 || opts.retryAfterSeconds > 3600) {
+      throw new TypeError(`retryAfterSeconds must be a whole number of seconds from 1 to 3600, got ${opts.retryAfterSeconds}`);
+    }
+    for (const [name, v] of [['maxRegistrations', this.maxRegistrations], ['maxRecords', this.maxRecords]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new TypeError(`${name} must be a whole number >= 1, got ${v}`);
+    }
+  }
+
+  /** Operations held (for tests of the bounds): at most maxRecords plus those still assigning. */
+  get operationCount(): number {
+    return this.operations.size;
+  }
+
+  /** Distinct registration ids remembered (assigned, or being assigned). */
+  get registrationCount(): number {
+    return this.assignments.size + this.pendingNew.size;
   }
 
   registrations(): readonly RegistrationRecord[] {
@@ -133,6 +181,15 @@ export class RegistrationService {
     const pending = this.records.find((r) => r.status === 'assigning' && r.registrationId.toLowerCase() === registrationId.toLowerCase());
     if (pending) return this.assigningAnswer(pending.operationId);
 
+    // A group key admits any registration id: without a bound, one key holder grows this process without limit.
+    const lower = registrationId.toLowerCase();
+    const known = this.assignments.has(lower) || this.pendingNew.has(lower);
+    if (!known && this.registrationCount >= this.maxRegistrations) {
+      this.opts.log(`registration ${registrationId} refused: ${this.maxRegistrations} registrations already (maxRegistrations) via ${req.transport}`);
+      return this.error('throttled', `This local DPS holds ${this.maxRegistrations} registrations, its limit; no new registration id is accepted.`);
+    }
+    if (!known) this.pendingNew.add(lower);
+
     const nowIso = this.now().toISOString();
     const rec: MutableRecord = {
       operationId: `4.${randomBytes(8).toString('hex')}.${randomUUID()}`,
@@ -149,6 +206,7 @@ export class RegistrationService {
     if (b.payload !== undefined && b.payload !== null) rec.devicePayload = b.payload;
     this.operations.set(rec.operationId, rec);
     this.records.push(rec);
+    this.pruneRecords();
 
     if (effectiveStatus(resolved.enrollment) === 'disabled') {
       this.finish(rec, started, { status: 'disabled' });
@@ -181,12 +239,21 @@ export class RegistrationService {
     await Promise.allSettled([...this.inFlight]);
   }
 
+  /** Drops the oldest records beyond maxRecords, with their operations (a record still assigning keeps its operation). */
+  private pruneRecords(): void {
+    while (this.records.length > this.maxRecords) {
+      const old = this.records.shift()!;
+      if (old.status !== 'assigning') this.operations.delete(old.operationId);
+    }
+  }
+
   private assigningAnswer(operationId: string): DpsAnswer {
     return { status: 202, body: { operationId, status: 'assigning' }, retryAfterSeconds: this.opts.retryAfterSeconds };
   }
 
   private error(kind: DpsErrorKind, message: string): DpsAnswer {
-    return { status: DPS_ERRORS[kind].status, body: errorBody(kind, message, this.now()) };
+    const answer = { status: DPS_ERRORS[kind].status, body: errorBody(kind, message, this.now()) };
+    return kind === 'throttled' ? { ...answer, retryAfterSeconds: this.opts.retryAfterSeconds } : answer;
   }
 
   /**
@@ -248,17 +315,17 @@ export class RegistrationService {
     const migrate = e.reprovisionPolicy?.migrateDeviceData ?? true;
     const deviceId = deviceIdFor(resolved, rec.registrationId);
 
-    // reprovisionPolicy.updateHubAssignment=false: DPS keeps a provisioned device where it is.
-    if (previous && e.reprovisionPolicy?.updateHubAssignment === false) {
-      return this.finish(rec, started, {
-        status: 'assigned', hub: previous.hub, deviceId, substatus: previous.substatus, initialTwin: e.initialTwin, payload: undefined,
-      });
-    }
+    const hubSide = { resolved, previous, migrate };
+
+    // reprovisionPolicy.updateHubAssignment=false ("never re-provision"): a provisioned device stays on its hub. The
+    // webhook is still called, as DPS calls it on every registration whatever the policy (azure-cli-facts §4.2), so
+    // it can still refuse the device; the hub it picks is not used.
+    const stay = previous && e.reprovisionPolicy?.updateHubAssignment === false ? previous : undefined;
+    const placed = (hub: string): { hub: string; substatus: Substatus } =>
+      stay ? { hub: stay.hub, substatus: stay.substatus } : { hub, substatus: substatusFor(previous, hub, migrate) };
     if (policy !== 'custom') {
-      const hub = policy === 'static' ? e.iotHubs[0]! : hashedHub(rec.registrationId, e.iotHubs);
-      return this.finish(rec, started, {
-        status: 'assigned', hub, deviceId, substatus: substatusFor(previous, hub, migrate), initialTwin: e.initialTwin, payload: undefined,
-      });
+      const where = placed(policy === 'static' ? e.iotHubs[0]! : hashedHub(rec.registrationId, e.iotHubs));
+      return this.finish(rec, started, { status: 'assigned', ...where, deviceId, initialTwin: e.initialTwin, payload: undefined, hubSide });
     }
 
     const request = buildAllocationRequest({
@@ -289,11 +356,11 @@ export class RegistrationService {
     }
     this.finish(rec, started, {
       status: 'assigned',
-      hub: decision.hub,
+      ...placed(decision.hub),
       deviceId,
-      substatus: substatusFor(previous, decision.hub, migrate),
       initialTwin: decision.initialTwin ?? e.initialTwin,
       payload: decision.payload,
+      hubSide,
     });
   }
 
@@ -303,8 +370,34 @@ export class RegistrationService {
     outcome:
       | { status: 'disabled' }
       | { status: 'failed'; error: DpsErrorKind; message: string }
-      | { status: 'assigned'; hub: string; deviceId: string; substatus: Substatus; initialTwin: TwinState | undefined; payload: Record<string, unknown> | undefined },
+      | {
+          status: 'assigned';
+          hub: string;
+          deviceId: string;
+          substatus: Substatus;
+          initialTwin: TwinState | undefined;
+          payload: Record<string, unknown> | undefined;
+          hubSide: { resolved: ResolvedEnrollment; previous: PreviousAssignment | undefined; migrate: boolean };
+        },
   ): void {
+    const lower = rec.registrationId.toLowerCase();
+    this.pendingNew.delete(lower);
+    if (!this.records.includes(rec)) this.operations.delete(rec.operationId);
+    if (outcome.status === 'assigned') {
+      // The hub learns of the device before the device learns of its hub, as with DPS.
+      const { resolved, previous, migrate } = outcome.hubSide;
+      const sk = resolved.enrollment.attestation.symmetricKey;
+      const enrollmentKeys = sk.secondaryKey ? [sk.primaryKey, sk.secondaryKey] : [sk.primaryKey];
+      this.opts.onAssigned?.({
+        registrationId: rec.registrationId,
+        hub: outcome.hub,
+        deviceId: outcome.deviceId,
+        keys: resolved.kind === 'group' ? enrollmentKeys.map((k) => deriveDeviceKey(k, rec.registrationId)) : enrollmentKeys,
+        initialTwin: outcome.initialTwin,
+        previous,
+        reprovision: { updateHubAssignment: resolved.enrollment.reprovisionPolicy?.updateHubAssignment ?? true, migrateDeviceData: migrate },
+      });
+    }
     rec.status = outcome.status;
     rec.lastUpdatedDateTimeUtc = this.now().toISOString();
     rec.durationMs = Date.now() - started;

@@ -9,6 +9,7 @@
  */
 import { createServer, type Server } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { errorBody } from '../protocol/errors.js';
 import { INVALID_JSON, type DpsAnswer, type RegistrationService } from '../protocol/service.js';
 import type { TlsMaterial } from '../tls.js';
 
@@ -17,6 +18,8 @@ const STATUS_TOPIC = '$dps/registrations/GET/iotdps-get-operationstatus/';
 const RESPONSE_PREFIX = '$dps/registrations/res/';
 /** `{idScope}/registrations/{registrationId}/api-version={v}` and, from the Node SDK, `&ClientVersion=...`. */
 const USERNAME = /^([^/]+)\/registrations\/([^/]+)\/api-version=([^&]+)(?:&.*)?$/;
+/** As the HTTPS API: a register body is an id and a small payload (a record keeps it, so it must stay bounded). */
+const MAX_BODY_BYTES = 64 * 1024;
 /** Request ids are echoed into a topic: keep them to characters that cannot change its meaning. */
 const RID = /^[A-Za-z0-9._~-]{1,128}$/;
 
@@ -64,6 +67,9 @@ export async function createMqttDeviceServer(service: RegistrationService, tls: 
       if (!client || !session || !request) return done(new Error('devices may publish only DPS requests'));
       done(null);
       const deviceRequest = { transport: 'mqtt' as const, ...session };
+      if (packet.payload.length > MAX_BODY_BYTES) {
+        return respond(client, request.rid, { status: 413, body: errorBody('tooLarge', `The request body is over ${MAX_BODY_BYTES} bytes.`) });
+      }
       const answer =
         request.kind === 'register'
           ? service.register(deviceRequest, parseJson(packet.payload))

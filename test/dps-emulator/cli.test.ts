@@ -38,7 +38,7 @@ describe('cli', () => {
     const parsed = await parseCli(['--enrollments', path, '--port', '9443', '--webhook-attempts', '3', '--webhook-first-delay-ms', '10']);
     expect(parsed.help).toBe(false);
     if (parsed.help) return;
-    expect(parsed.options).toMatchObject({ httpsPort: 9443, mqttPort: 8883, host: '127.0.0.1', idScope: '0ne00000000', webhookRetry: { attempts: 3, firstDelayMs: 10, incrementMs: 9000 } });
+    expect(parsed.options).toMatchObject({ httpsPort: 9443, mqttPort: 8883, hubPort: 8884, maxRegistrations: 10_000, host: '127.0.0.1', idScope: '0ne00000000', webhookRetry: { attempts: 3, firstDelayMs: 10, incrementMs: 9000 } });
   });
 
   it('refuses bad usage with exit code 2 and a message naming the flag', async () => {
@@ -46,6 +46,8 @@ describe('cli', () => {
     expect(await usage(['--enrollments', 'x', '--port', 'http'])).toBe('--port must be an integer from 0 to 65535, got "http"');
     expect(await usage(['--enrollments', 'x', '--cert', 'c.pem'])).toMatch(/--cert, --key and --ca go together/);
     expect(await usage(['--nope'])).toMatch(/Unknown option '--nope'/);
+    // A fractional retry-after hangs the Python SDK's register (it parses the MQTT parameter with int()).
+    expect(await usage(['--enrollments', 'x', '--retry-after', '0.5'])).toBe('--retry-after must be an integer from 1 to 3600, got "0.5"');
   });
 
   it('a bad enrollments file is exit code 1', async () => {
@@ -55,10 +57,11 @@ describe('cli', () => {
 
   it('starts, prints the hosts and the CA file, and closes', async () => {
     const out: string[] = [];
-    const dps = await runCli(['--enrollments', await enrollmentsFile(), '--port', '0', '--mqtt-port', '0'], { out: (l) => out.push(l), err: () => {} });
+    const dps = await runCli(['--enrollments', await enrollmentsFile(), '--port', '0', '--mqtt-port', '0', '--hub-port', '0'], { out: (l) => out.push(l), err: () => {} });
     try {
       expect(out.join('\n')).toContain(`CA certificate    ${dps!.caFile}`);
       expect(out.join('\n')).toContain(`mqtts://${dps!.mqttHost}`);
+      expect(out.join('\n')).toContain(`local IoT Hub     mqtts://${dps!.hub.host}  for hub.azure-devices.net`);
     } finally {
       await dps!.close();
     }

@@ -146,3 +146,51 @@ describe('sample-device register (child process)', () => {
     expect(run.ms).toBeLessThan(6_000);
   });
 });
+
+describe('sample-device run / connect (child process): after assignment, the local IoT Hub', () => {
+  const runArgs = (id: string, extra: string[] = []): string[] => {
+    const args = registerArgs(id, 'mqtt', extra);
+    args[0] = 'run';
+    return [...args, '--hub-host', flow.dps!.hub.host];
+  };
+
+  test('run: registers, connects through --hub-host, prints the desired properties, reports, sends --count telemetry; exit 0', async () => {
+    const run = await cli(runArgs('line7-0001', ['--count', '1']), { DEVICE_GROUP_KEY: groupKey });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^line7-0001 registered over mqtt/m);
+    expect(run.stdout).toMatch(/^connected: line7-0001 on hub-(eu|us)\.azure-devices\.net via localhost:\d+ \(MQTT over TLS\)$/m);
+    expect(run.stdout).toContain('desired properties: {"telemetryInterval":30,"$version":1}');
+    expect(run.stdout).toMatch(/^reported: \{"telemetryInterval":30,/m);
+    expect(run.stdout).toMatch(/^telemetry 1\/1 sent: \{"deviceId":"line7-0001","seq":1,/m);
+    const seen = flow.dps!.hub.devices().find((d) => d.deviceId === 'line7-0001')!;
+    expect(seen.telemetryCount).toBeGreaterThanOrEqual(1);
+    expectNoSecrets(run);
+  });
+
+  test('connect with a wrong key: exit 12 (hub_unauthorized); to a port nobody serves: exit 11 (hub_unreachable)', async () => {
+    await cli(registerArgs('sensor-0042', 'http'), { DEVICE_SYMMETRIC_KEY: individualKey });
+    const hub = flow.dps!.hub.devices().find((d) => d.deviceId === 'sensor-0042')!.hub;
+    const base = ['connect', '--hub', hub, '--device-id', 'sensor-0042', '--ca', flow.dps!.caFile, '--count', '1'];
+    const wrong = randomKey();
+    const refused = await cli([...base, '--hub-host', flow.dps!.hub.host], { DEVICE_SYMMETRIC_KEY: wrong });
+    expect(refused.code).toBe(12);
+    expect(refused.stderr).toContain('not authorized (CONNACK 5)');
+    expect(refused.stdout + refused.stderr).not.toContain(wrong);
+    const down = await cli([...base, '--hub-host', 'localhost:1', '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(down.code).toBe(11);
+    expect(JSON.parse(down.stdout)).toMatchObject({ ok: false, code: 'hub_unreachable', exitCode: 11 });
+    expectNoSecrets(down);
+  });
+
+  test('connect without --count sends until Ctrl-C, then prints its summary and exits 0', async () => {
+    const hub = flow.dps!.hub.devices().find((d) => d.deviceId === 'line7-0001')!.hub;
+    const before = flow.dps!.hub.device(hub, 'line7-0001')!.telemetryCount;
+    const sent = async (): Promise<void> => {
+      while (flow.dps!.hub.device(hub, 'line7-0001')!.telemetryCount === before) await new Promise((r) => setTimeout(r, 20));
+    };
+    const run = await cli(['connect', '--hub', hub, '--device-id', 'line7-0001', '--hub-host', flow.dps!.hub.host, '--ca', flow.dps!.caFile], { DEVICE_GROUP_KEY: groupKey }, sent);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/telemetry:\s+1 message\(s\), every 30 s/);
+    expectNoSecrets(run);
+  });
+});

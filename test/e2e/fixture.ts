@@ -108,8 +108,8 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
       flow.dps = await startLocalDps({
         enrollments,
         idScope: ID_SCOPE,
-        // DPS says 3 s; a short Retry-After keeps the suite fast without changing the protocol.
-        retryAfterSeconds: 0.1,
+        // DPS says 3 s; 1 s (whole seconds, as the Python SDK needs) keeps the suite fast.
+        retryAfterSeconds: 1,
         webhookRetry: { attempts: 3, firstDelayMs: 50, incrementMs: 50 },
         webhookTimeoutMs: 5_000,
         log: (line) => dpsLog.push(line),

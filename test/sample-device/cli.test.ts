@@ -143,3 +143,29 @@ describe('other failures', () => {
     expect(dashed.stdout).toContain('"kid": "-Ab_9"');
   });
 });
+
+describe('connect and run', () => {
+  const CONNECT = ['connect', '--hub', 'hub-eu.azure-devices.net', '--device-id', 'sensor-1'];
+
+  test.each([['connect'], ['run']])('%s --help documents --hub-host and the hub exit codes', async (command) => {
+    const r = await run([command, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--hub-host');
+    expect(r.stdout).toMatch(/11 hub_unreachable/);
+    expect(r.stdout).toMatch(/12 hub_unauthorized/);
+    expect(r.stdout).toMatch(/13 twin_timeout/);
+  });
+
+  test.each([
+    [['connect', '--device-id', 'sensor-1', '--symmetric-key', KEY], '--hub is required'],
+    [[...CONNECT, '--symmetric-key', KEY, '--count', 'many'], '--count must be a whole number'],
+    [[...CONNECT, '--symmetric-key', KEY, '--hub-host', 'mqtts://localhost:8884'], '--hub-host must be a host name'],
+    [['connect', '--hub', 'not a host', '--device-id', 'sensor-1', '--symmetric-key', KEY], '--hub must be the assigned hub'],
+    [[...CONNECT], '--symmetric-key or --group-key is required'],
+  ])('usage errors exit 2 and name the flag, never echoing the key (%#)', async (argv, message) => {
+    const r = await run(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(r.stdout + r.stderr).not.toContain(KEY);
+  });
+});

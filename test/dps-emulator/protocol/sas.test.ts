@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import common from 'azure-iot-common';
-import { createSas, deriveDeviceKey, parseSas, SasError, verifySas } from '../../../dps-emulator/protocol/sas.js';
+import { createSas, deriveDeviceKey, MAX_SAS_LIFETIME_SECONDS, parseSas, SasError, verifySas } from '../../../dps-emulator/protocol/sas.js';
 
 const SCOPE = '0ne00000000';
 const ID = 'sensor-0042';
@@ -55,7 +55,7 @@ describe('SAS verification', () => {
   });
 
   it('rejects a token whose expiry was pushed out after signing', () => {
-    const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace(`se=${NOW + 60}`, `se=${NOW + 999_999}`);
+    const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace(`se=${NOW + 60}`, `se=${NOW + 3600}`);
     expect(reason(() => verify(token))).toBe('bad_signature');
   });
 
@@ -71,6 +71,17 @@ describe('SAS verification', () => {
   it('rejects a key name other than "registration"', () => {
     const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace('skn=registration', 'skn=iothubowner');
     expect(reason(() => verify(token))).toBe('wrong_key_name');
+  });
+
+  it('requires skn=registration: a token without a key name is not a DPS device token (issue 13 item 9)', () => {
+    const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace('&skn=registration', '');
+    expect(reason(() => verify(token))).toBe('wrong_key_name');
+  });
+
+  it('refuses a correctly signed token whose se is more than a day ahead, and accepts one a day ahead', () => {
+    expect(reason(() => verify(createSas(SCOPE, ID, PRIMARY, NOW + MAX_SAS_LIFETIME_SECONDS + 1)))).toBe('expiry_too_far');
+    expect(reason(() => verify(createSas(SCOPE, ID, PRIMARY, NOW + 10 * 365 * 24 * 3600)))).toBe('expiry_too_far');
+    expect(verify(createSas(SCOPE, ID, PRIMARY, NOW + MAX_SAS_LIFETIME_SECONDS))).toBe(0);
   });
 
   it.each([

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { WebhookAttempt } from '../../../dps-emulator/protocol/allocation.js';
 import type { EnrollmentsFile } from '../../../dps-emulator/protocol/enrollments.js';
 import { createSas, deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
-import { RegistrationService, type DeviceRequest, type PostWebhook } from '../../../dps-emulator/protocol/service.js';
+import { RegistrationService, type DeviceRequest, type HubAssignment, type PostWebhook, type RegistrationServiceOptions } from '../../../dps-emulator/protocol/service.js';
 
 const SCOPE = '0ne00000000';
 const IND_KEY = Buffer.alloc(32, 1).toString('base64');
@@ -19,7 +19,11 @@ const enrollments: EnrollmentsFile = {
   enrollmentGroups: [{ enrollmentGroupId: 'line-7', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_KEY } }, ...custom }],
 };
 
-function setup(script: (WebhookAttempt | 'hang')[], retry = { attempts: 4, firstDelayMs: 5, incrementMs: 5 }) {
+function setup(
+  script: (WebhookAttempt | 'hang')[],
+  retry = { attempts: 4, firstDelayMs: 5, incrementMs: 5 },
+  extra: Partial<Pick<RegistrationServiceOptions, 'maxRegistrations' | 'maxRecords' | 'onAssigned'>> = {},
+) {
   const lines: string[] = [];
   const bodies: unknown[] = [];
   const post: PostWebhook = async (_url, body) => {
@@ -28,7 +32,7 @@ function setup(script: (WebhookAttempt | 'hang')[], retry = { attempts: 4, first
     return next as WebhookAttempt;
   };
   const service = new RegistrationService({
-    idScope: SCOPE, enrollments, retry, webhookTimeoutMs: 1000, retryAfterSeconds: 3, postWebhook: post, log: (l) => lines.push(l),
+    idScope: SCOPE, enrollments, retry, webhookTimeoutMs: 1000, retryAfterSeconds: 3, postWebhook: post, log: (l) => lines.push(l), ...extra,
   });
   const req = (id: string, key: string): DeviceRequest => ({ transport: 'https', idScope: SCOPE, registrationId: id, sas: createSas(SCOPE, id, key, Math.floor(Date.now() / 1000) + 600) });
   const until = async (id: string, key: string, opId: string) => {
@@ -121,12 +125,15 @@ describe('registration service', () => {
     expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[1], substatus: 'deviceDataMigrated' } });
   });
 
-  it('updateHubAssignment=false keeps a provisioned device on its hub without asking the webhook again', async () => {
-    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] })]);
+  it('updateHubAssignment=false keeps a provisioned device on its hub; the webhook is still asked, and may refuse (azure-cli-facts §4.2)', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] }), ok({ iotHubHostName: HUBS[1] }), { kind: 'response', status: 403, body: '{"code":"token_expired"}' }]);
     await t.registerAndWait('sticky-1', IND_KEY);
     const second = await t.registerAndWait('sticky-1', IND_KEY);
-    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[0] } });
-    expect(t.bodies).toHaveLength(1);
+    expect(second.body).toMatchObject({ registrationState: { assignedHub: HUBS[0], substatus: 'initialAssignment' } });
+    expect(t.bodies).toHaveLength(2);
+    expect(t.bodies[1]).toMatchObject({ deviceRuntimeContext: { currentIotHubHostName: HUBS[0] } });
+    const third = await t.registerAndWait('sticky-1', IND_KEY);
+    expect(third.body).toMatchObject({ status: 'failed', registrationState: { errorCode: 400207 } });
   });
 
   it('another registration cannot read an operation; a mismatched body id is a 400', async () => {
@@ -146,5 +153,43 @@ describe('registration service', () => {
     await t.service.close();
     expect(Date.now() - started).toBeLessThan(500);
     expect(t.service.registrations()[0]).toMatchObject({ status: 'assigning', webhookAttempts: 1 });
+  });
+
+  it('hands each assignment to the hub: deviceId, the device keys (derived for a group member), the twin the webhook chose', async () => {
+    const seen: HubAssignment[] = [];
+    const twin = { tags: { a: 'b' }, properties: { desired: { telemetryInterval: 9 } } };
+    const t = setup([ok({ iotHubHostName: HUBS[1], initialTwin: twin })], undefined, { onAssigned: (a) => seen.push(a) });
+    await t.registerAndWait('sn-78', deriveDeviceKey(GROUP_KEY, 'sn-78'));
+    expect(seen).toEqual([
+      expect.objectContaining({ hub: HUBS[1], deviceId: 'sn-78', keys: [deriveDeviceKey(GROUP_KEY, 'sn-78')], initialTwin: twin, previous: undefined }),
+    ]);
+  });
+});
+
+describe('the local DPS bounds itself (issue 13 item 9)', () => {
+  it('a group key holder cannot add registration ids without limit: past maxRegistrations a new id gets 429, known ids still register', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })], undefined, { maxRegistrations: 3 });
+    for (const id of ['g-1', 'g-2', 'g-3']) await t.registerAndWait(id, deriveDeviceKey(GROUP_KEY, id));
+    const refused = t.service.register(t.req('g-4', deriveDeviceKey(GROUP_KEY, 'g-4')), {});
+    expect(refused).toMatchObject({ status: 429, retryAfterSeconds: 3, body: { errorCode: 429001 } });
+    expect(t.service.registrationCount).toBe(3);
+    const again = await t.registerAndWait('g-2', deriveDeviceKey(GROUP_KEY, 'g-2'));
+    expect(again.body).toMatchObject({ status: 'assigned' });
+  });
+
+  it('records and operations are pruned to maxRecords, however often a device registers', async () => {
+    const t = setup([ok({ iotHubHostName: HUBS[0] })], undefined, { maxRecords: 4 });
+    for (let i = 0; i < 12; i++) await t.registerAndWait('ind-1', IND_KEY);
+    expect(t.service.registrations()).toHaveLength(4);
+    expect(t.service.operationCount).toBe(4);
+  });
+
+  it('refuses a fractional Retry-After: the Python SDK parses it with int() and hangs (issue 14 item 6)', () => {
+    const post: PostWebhook = async () => ({ kind: 'network', reason: 'x' });
+    const make = (retryAfterSeconds: number) =>
+      new RegistrationService({ idScope: SCOPE, enrollments, retry: { attempts: 1, firstDelayMs: 0, incrementMs: 0 }, webhookTimeoutMs: 1000, retryAfterSeconds, postWebhook: post, log: () => {} });
+    expect(() => make(0.2)).toThrow(/whole number of seconds/);
+    expect(() => make(0)).toThrow(/whole number of seconds/);
+    expect(() => make(2)).not.toThrow();
   });
 });

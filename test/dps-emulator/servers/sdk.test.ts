@@ -44,7 +44,7 @@ beforeAll(async () => {
   };
   dps = await startLocalDps({
     enrollments,
-    retryAfterSeconds: 0.02,
+    retryAfterSeconds: 1,
     webhookRetry: { attempts: 3, firstDelayMs: 20, incrementMs: 20 },
     webhookTimeoutMs: 2000,
     log: (l) => lines.push(l),

@@ -21,7 +21,7 @@ beforeAll(async () => {
     customAllocationDefinition: { webhookUrl: hook.url, apiVersion: '2021-10-01' },
     iotHubs: ['hub.azure-devices.net'],
   });
-  dps = await startLocalDps({ enrollments: { individualEnrollments: [enrollment('dev-a'), enrollment('dev-b')] }, retryAfterSeconds: 0.02 });
+  dps = await startLocalDps({ enrollments: { individualEnrollments: [enrollment('dev-a'), enrollment('dev-b')] }, retryAfterSeconds: 1 });
   hook.answer('dev-a', { status: 200, body: { iotHubHostName: 'hub.azure-devices.net' } });
   hook.answer('dev-b', { status: 200, body: { iotHubHostName: 'hub.azure-devices.net' } });
 });
@@ -52,7 +52,7 @@ describe('HTTPS device API', () => {
     const put = await call('PUT', `/${dps.idScope}/registrations/dev-a/register?api-version=2021-06-01`, auth, JSON.stringify({ registrationId: 'dev-a' }));
     expect(put.status).toBe(202);
     expect(put.headers['content-type']).toBe(JSON_CT);
-    expect(put.headers['retry-after']).toBe('0.02');
+    expect(put.headers['retry-after']).toBe('1');
     expect(put.body).toEqual({ operationId: expect.any(String), status: 'assigning' });
     let got;
     for (let i = 0; i < 100; i++) {
@@ -115,7 +115,7 @@ describe('MQTT broker fences', () => {
     const answer = new Promise<{ topic: string; body: any }>((resolve) => a.once('message', (topic, p) => resolve({ topic, body: JSON.parse(p.toString()) })));
     a.publish('$dps/registrations/PUT/iotdps-register/?$rid=r1', JSON.stringify({ registrationId: 'dev-a' }), { qos: 1 });
     const got = await answer;
-    expect(got.topic).toBe('$dps/registrations/res/202/?$rid=r1&retry-after=0.02');
+    expect(got.topic).toBe('$dps/registrations/res/202/?$rid=r1&retry-after=1');
     expect(got.body.status).toBe('assigning');
     await new Promise((r) => setTimeout(r, 100));
     expect(seenByB).toEqual([]);
@@ -126,5 +126,19 @@ describe('MQTT broker fences', () => {
     await closed;
     a.end(true);
     b.end(true);
+  });
+
+  it('refuses a register body over 64 KiB with 413, as the HTTPS API does, and keeps nothing of it', async () => {
+    const a = connect('dev-a', username('dev-a'), sas('dev-a'));
+    await new Promise((r) => a.once('connect', r));
+    await new Promise((r) => a.subscribe('$dps/registrations/res/#', { qos: 1 }, r));
+    const before = dps.registrations().length;
+    const answer = new Promise<{ topic: string; body: any }>((resolve) => a.once('message', (topic, p) => resolve({ topic, body: JSON.parse(p.toString()) })));
+    a.publish('$dps/registrations/PUT/iotdps-register/?$rid=big', JSON.stringify({ registrationId: 'dev-a', payload: { jwt: 'x'.repeat(70 * 1024) } }), { qos: 1 });
+    const got = await answer;
+    expect(got.topic).toBe('$dps/registrations/res/413/?$rid=big');
+    expect(got.body).toMatchObject({ errorCode: 413000 });
+    expect(dps.registrations().length).toBe(before);
+    a.end(true);
   });
 });
