@@ -70,7 +70,7 @@ beforeAll(async () => {
   dps = await startLocalDps({
     enrollments: { individualEnrollments: IDS.map((id) => individual(id, symmetricKey, url)), enrollmentGroups: [] },
     idScope: ID_SCOPE,
-    retryAfterSeconds: 0.1,
+    retryAfterSeconds: 1,
     webhookRetry: { attempts: 3, firstDelayMs: 50, incrementMs: 50 },
     webhookTimeoutMs: 5_000,
   });
