@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { HttpRequest, InvocationContext } from '@azure/functions';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { createWebhook } from '../../functions/app/compose.js';
@@ -5,25 +8,45 @@ import { toFunctionsHandler } from '../../functions/app/functions-adapter.js';
 import { loadConfig } from '../../functions/config.js';
 import { allocationRequest, deviceToken, HUBS, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
 
+type Handler = ReturnType<typeof toFunctionsHandler>;
+
+// The bundle is what ships (package.json main, dist/app.zip): its handler runs the same tests as the source's.
+// It reads its settings from process.env when loaded, as in the Functions host.
+const BUNDLE = resolve(import.meta.dirname, '..', '..', 'dist', 'bundle', 'validatejwt.js');
+
+async function bundledHandler(env: Record<string, string>): Promise<Handler> {
+  if (!existsSync(BUNDLE)) throw new Error('dist/bundle/validatejwt.js is missing: run `npm run build` first (npm test does)');
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return ((await import(pathToFileURL(BUNDLE).href)) as { validateJwt: Handler }).validateJwt;
+  } finally {
+    for (const name of Object.keys(env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  }
+}
+
 let device: TestDevice;
-let handler: ReturnType<typeof toFunctionsHandler>;
+const handlers: Record<'source' | 'bundle', Handler | undefined> = { source: undefined, bundle: undefined };
 
 beforeAll(async () => {
   device = await makeDevice('sensor-7');
-  handler = toFunctionsHandler(createWebhook(loadConfig({ DEVICE_KEYS_DIR: await keysDir([device]) })));
+  const env = { DEVICE_KEYS_DIR: await keysDir([device]) };
+  handlers.source = toFunctionsHandler(createWebhook(loadConfig(env)));
+  handlers.bundle = await bundledHandler(env);
 });
 
-function invoke(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
-  const lines: Array<{ level: string; text: string }> = [];
-  const context = new InvocationContext({
-    functionName: 'validatejwt',
-    logHandler: (level, ...args) => lines.push({ level, text: args.map(String).join(' ') }),
-  });
-  const request = new HttpRequest({ method: 'POST', url: 'http://localhost:7071/api/validatejwt', headers, body: { string: body } });
-  return handler(request, context).then((response) => ({ response, lines }));
-}
+describe.each(['source', 'bundle'] as const)('the v4 trigger adapter (%s)', (build) => {
+  function invoke(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+    const lines: Array<{ level: string; text: string }> = [];
+    const context = new InvocationContext({
+      functionName: 'validatejwt',
+      logHandler: (level, ...args) => lines.push({ level, text: args.map(String).join(' ') }),
+    });
+    const request = new HttpRequest({ method: 'POST', url: 'http://localhost:7071/api/validatejwt', headers, body: { string: body } });
+    return handlers[build]!(request, context).then((response) => ({ response, lines }));
+  }
 
-describe('the v4 trigger adapter', () => {
   test('answers 200 with the DPS shape and logs one structured line without the token', async () => {
     const token = await deviceToken(device, Math.floor(Date.now() / 1000));
     const { response, lines } = await invoke(JSON.stringify(allocationRequest({ registrationId: device.id, token })));
