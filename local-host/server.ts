@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createWebhook, type Webhook, type WebhookOverrides } from '../functions/app/compose.js';
-import { readBodyWithLimit } from '../functions/app/body.js';
+import { readStreamWithLimit } from '../functions/app/body.js';
 import { loadConfig, loadLocalHostConfig, type Env } from '../functions/config.js';
 import { MAX_REQUEST_BYTES } from '../functions/core/policy.js';
 
@@ -63,7 +63,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     webhook
       .handle({
         contentType: req.headers['content-type'],
-        body: () => readBodyWithLimit(req, req.headers['content-length'], MAX_REQUEST_BYTES),
+        body: () => readStreamWithLimit(req, req.headers['content-length'], MAX_REQUEST_BYTES),
       })
       .then((answer) => {
         log(JSON.stringify({ event: 'validatejwt', ...answer.log }));
