@@ -268,8 +268,8 @@ interface HttpResult {
   halfPeakPaced: LoadResult;
   /** Decision lines the host wrote to its stdout (a file here), one per request. */
   logLines: number;
-  /** The host's CPU time (user + system, all its threads) during the peak run, per request it answered. */
-  cpuUsPerDecision: number | null;
+  /** The host's CPU time (user + system, all its threads) per request it answered: at peak, and at half the peak. */
+  cpuUsPerDecision: { peak: number | null; halfPeak: number | null };
 }
 
 interface ServerProcess {
@@ -344,9 +344,9 @@ async function warmUp(url: string, bodies: readonly string[]): Promise<void> {
 }
 
 /** A load run with the server's CPU time per answered request. */
-async function loadWithCpu(server: ServerProcess, bodies: readonly string[]): Promise<{ run: LoadResult; cpuUsPerDecision: number | null }> {
+async function loadWithCpu(server: ServerProcess, bodies: readonly string[], overallRate?: number): Promise<{ run: LoadResult; cpuUsPerDecision: number | null }> {
   const before = cpuSeconds(server.pid);
-  const run = await load(server.url, bodies, options.connections, plan.httpSeconds);
+  const run = await load(server.url, bodies, options.connections, plan.httpSeconds, overallRate);
   const after = cpuSeconds(server.pid);
   const answered = run.requests - run.errors;
   return { run, cpuUsPerDecision: before === null || after === null || answered <= 0 ? null : ((after - before) * 1e6) / answered };
@@ -386,9 +386,9 @@ async function http(keyDir: string, bodies: readonly string[], workDir: string):
   try {
     // Warm the key cache with every device once (autocannon's connections all start at the first request), then the JIT.
     await warmUp(host.url, bodies);
-    const { run: peak, cpuUsPerDecision } = await loadWithCpu(host, bodies);
+    const { run: peak, cpuUsPerDecision: peakCpu } = await loadWithCpu(host, bodies);
     const half = Math.max(1, Math.floor(peak.requestsPerSecond / 2));
-    const halfPeak = await load(host.url, bodies, options.connections, plan.httpSeconds, half);
+    const { run: halfPeak, cpuUsPerDecision: halfPeakCpu } = await loadWithCpu(host, bodies, half);
     // The paced generator is node:http in this process: warm its code paths first, as autocannon's were by the runs above.
     await pacedLoad(host.url, bodies, half, Math.min(3, plan.httpSeconds), options.connections * 2);
     const paced = await pacedLoad(host.url, bodies, half, plan.httpSeconds, options.connections * 2);
@@ -406,7 +406,7 @@ async function http(keyDir: string, bodies: readonly string[], workDir: string):
     };
     await host.stop();
     const logLines = readFileSync(host.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).length;
-    return { peak, halfPeak, halfPeakPaced, logLines, cpuUsPerDecision };
+    return { peak, halfPeak, halfPeakPaced, logLines, cpuUsPerDecision: { peak: peakCpu, halfPeak: halfPeakCpu } };
   } finally {
     await host.stop();
   }
@@ -577,8 +577,9 @@ async function coldStart(workDir: string): Promise<ColdStartResult> {
     const modules = { bundled: join(repoRoot, BUNDLE), unbundled: join(repoRoot, 'dist', 'functions', 'validatejwt.js') };
     const runs: Record<keyof typeof modules, ColdStartRun[]> = { bundled: [], unbundled: [] };
     let blocked = 0;
-    // One start of each first, not counted (it reads the files into the page cache), then alternate which goes first.
-    for (let i = -1; i < plan.coldStarts; i++) {
+    // One start of each first, not counted (it reads the files into the page cache; not in --quick), then alternate
+    // which goes first.
+    for (let i = options.quick ? 0 : -1; i < plan.coldStarts; i++) {
       const order: Array<keyof typeof modules> = i % 2 === 0 ? ['bundled', 'unbundled'] : ['unbundled', 'bundled'];
       for (const kind of order) {
         const run = await runNodeChild<ColdStartRun & { status: number; code?: string; blockedConnections: number }>(
@@ -652,11 +653,17 @@ function deployPackage(): PackageResult {
 // 9. CPU per decision: the HTTP host against one raw verification and against a minimal node:http + jose server
 
 interface CpuResult {
-  /** Section 4's peak run: the local host's CPU time per answered request. */
+  /** Request rate both servers are given (section 4b's: half the webhook's peak), so that each answers the same load. */
+  rate: number;
+  /** Section 4b: the local host's CPU time per answered request at that rate. */
   webhookUsPerDecision: number | null;
-  /** The same load on bench/reference-server.ts. */
+  /** The same rate, connections and devices on bench/reference-server.ts. */
   referenceUsPerDecision: number | null;
   reference: LoadResult;
+  /** At each server's own peak (section 4 for the webhook): a faster server batches more per event-loop turn. */
+  webhookPeakUsPerDecision: number | null;
+  referencePeakUsPerDecision: number | null;
+  referencePeak: LoadResult;
   /** jose jwtVerify with an imported key, one at a time, in this process. */
   rawVerifyUs: number;
   webhookVsReference: number | null;
@@ -684,21 +691,29 @@ async function rawVerifyCpu(devices: readonly TestDevice[]): Promise<number> {
   return run(plan.verifySeconds);
 }
 
-async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, webhookUs: number | null): Promise<CpuResult> {
+async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, webhook: HttpResult): Promise<CpuResult> {
+  const rate = webhook.halfPeak.targetRate ?? 1;
   const reference = await startServerProcess([join(here, 'reference-server.js'), keyDir], cleanEnv({}), workDir, 'reference');
+  let peak: { run: LoadResult; cpuUsPerDecision: number | null };
   let measured: { run: LoadResult; cpuUsPerDecision: number | null };
   try {
     await warmUp(reference.url, bodies);
-    measured = await loadWithCpu(reference, bodies);
+    peak = await loadWithCpu(reference, bodies);
+    measured = await loadWithCpu(reference, bodies, rate);
   } finally {
     await reference.stop();
   }
   const rawVerifyUs = await rawVerifyCpu(devices);
+  const webhookUs = webhook.cpuUsPerDecision.halfPeak;
   const referenceUs = measured.cpuUsPerDecision;
   return {
+    rate,
     webhookUsPerDecision: webhookUs,
     referenceUsPerDecision: referenceUs,
     reference: measured.run,
+    webhookPeakUsPerDecision: webhook.cpuUsPerDecision.peak,
+    referencePeakUsPerDecision: peak.cpuUsPerDecision,
+    referencePeak: peak.run,
     rawVerifyUs,
     webhookVsReference: webhookUs === null || referenceUs === null ? null : webhookUs / referenceUs,
     webhookVsRawVerify: webhookUs === null ? null : webhookUs / rawVerifyUs,
@@ -744,8 +759,10 @@ function table(results: Results): string {
       `median of ${c.starts}: node ${n(c.unbundled.bootMs, 1)} + import ${n(c.unbundled.importMs, 1)} + admission ${n(c.unbundled.firstAdmissionMs, 1)} ms; best ${n(c.unbundled.bestSinceStartMs, 1)} ms`],
     ['8', 'deploy zip (npm run package: dist/app.zip)', '', '', '', '',
       `${n(z.zipBytes / 1024)} KiB, ${n(z.zipFiles)} files${z.unbundled === null ? '' : `; unbundled (dist/functions + production node_modules): ${n(z.unbundled.zipBytes / 1024 ** 2, 1)} MiB, ${n(z.unbundled.zipFiles)} files`}`],
-    ['9', 'CPU per decision: HTTP host at peak (server CPU / answers)', '', '', '', '',
-      `${us(cpu.webhookUsPerDecision)}; reference node:http + jose ${us(cpu.referenceUsPerDecision)} (${n(cpu.reference.requestsPerSecond)} /s); one jose verify ${us(cpu.rawVerifyUs)}`],
+    ['9', `CPU per decision: HTTP host at ${n(cpu.rate)} /s (4b)`, n(cpu.reference.requestsPerSecond), '', '', n(cpu.reference.errors + cpu.reference.non2xx),
+      `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate; one jose verify ${us(cpu.rawVerifyUs)}`],
+    ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
+      `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -805,7 +822,7 @@ async function main(): Promise<void> {
     progress(`8/9 deploy zip${options.quick ? '' : ', and the unbundled app zipped for comparison'}`);
     const packageResult = deployPackage();
     progress(`9/9 CPU per decision: the reference server under the same load, then raw jose verifications`);
-    const cpuResult = await cpuPerDecision(keyDir, bodies, devices, workDir, httpResult.cpuUsPerDecision);
+    const cpuResult = await cpuPerDecision(keyDir, bodies, devices, workDir, httpResult);
 
     const httpRate = httpResult.peak.requestsPerSecond;
     const pythonRate = pythonResult.skipped ? null : pythonResult.decodesPerSecond;
