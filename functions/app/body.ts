@@ -27,7 +27,8 @@ export async function readBodyWithLimit(
 /**
  * The same limits for a Node.js stream (the local host's IncomingMessage), read with 'data' events. Async iteration
  * of a Node stream builds an iterator, end-of-stream listeners and a promise per chunk, a measurable share of a
- * decision's CPU. Over the limit, the stream is destroyed, as ending an async iteration early does.
+ * decision's CPU. Over the limit, reading stops (the stream is paused, not drained); the caller answers 413 and closes
+ * the connection.
  */
 export function readStreamWithLimit(stream: Readable, declaredLength: string | null | undefined, limit: number): Promise<string> {
   if (declaredLength != null && declaredLength !== '' && Number(declaredLength) > limit) {
@@ -46,7 +47,7 @@ export function readStreamWithLimit(stream: Readable, declaredLength: string | n
       size += chunk.byteLength;
       if (size > limit) {
         done();
-        stream.destroy();
+        stream.pause();
         reject(new WebhookError('request_too_large', `the request body is over ${limit} bytes`));
         return;
       }
