@@ -21,7 +21,8 @@ export async function startBundledFunction(options: {
 }): Promise<BundledFunction> {
   const main = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { main: string }).main;
   if (!existsSync(join(REPO, main))) throw new Error(`${main} (package.json main) is missing: run \`npm run build\` first (npm test does)`);
-  const child = spawn(process.execPath, [join(REPO, 'test', 'support', 'functions-host.ts'), join(REPO, main)], {
+  // Node strips the stand-in's types itself: by default since 22.18 and in 24, behind this flag from 22.6.
+  const child = spawn(process.execPath, ['--experimental-strip-types', join(REPO, 'test', 'support', 'functions-host.ts'), join(REPO, main)], {
     cwd: REPO,
     env: { PATH: process.env.PATH ?? '', ...options.env, ...(options.functionKey !== undefined && { FUNCTIONS_HOST_KEY: options.functionKey }) },
     stdio: ['ignore', 'pipe', 'inherit'],
