@@ -1,4 +1,19 @@
-import { crc32, deflateRawSync } from 'node:zlib';
+import * as zlib from 'node:zlib';
+
+const { deflateRawSync } = zlib;
+
+/** CRC-32 (ISO-HDLC, the zip one) for Node releases before zlib.crc32 (22.2): a byte-at-a-time table. */
+export function crc32Portable(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+const crc32: (data: Uint8Array) => number = (zlib as { crc32?: (data: Uint8Array) => number }).crc32 ?? crc32Portable;
 
 /**
  * A minimal zip writer (PKWARE APPNOTE 6.3.x, sections 4.3.7, 4.3.12, 4.3.16): one local header and data per file,

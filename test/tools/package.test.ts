@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { packageApp } from '../../tools/package.js';
-import { zip } from '../../tools/zip.js';
+import { crc32 } from 'node:zlib';
+import { crc32Portable, zip } from '../../tools/zip.js';
 import { BUNDLE, NOTICES } from '../../tools/bundle.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
@@ -35,6 +36,13 @@ describe('zip', () => {
     for (const [name, data] of Object.entries(files)) expect(readFileSync(join(out, name)).equals(data), name).toBe(true);
     // Deflate where it pays: the repeated text shrinks, so the archive is smaller than its contents.
     expect(readFileSync(file).length).toBeLessThan(Object.values(files).reduce((n, d) => n + d.length, 0));
+  });
+
+  test('the portable CRC-32 (Node before 22.2) agrees with zlib.crc32', () => {
+    for (const data of [Buffer.alloc(0), Buffer.from('123456789'), Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) & 0xff))]) {
+      expect(crc32Portable(data)).toBe(crc32(data));
+    }
+    expect(crc32Portable(Buffer.from('123456789'))).toBe(0xcbf43926); // the check value of CRC-32/ISO-HDLC
   });
 
   test('refuses a name that would land outside the archive root, and a name listed twice', () => {
