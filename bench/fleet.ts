@@ -168,12 +168,12 @@ export function fleetTargets(r: FleetBenchResult): Record<string, { target: stri
 export function fleetRows(r: FleetBenchResult): string[][] {
   const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   return [
-    ['7', `fleet import, ${n(r.keys)} keys, limit ${r.limit.writes}/${r.limit.windowMs} ms, ${r.concurrency} at once`, n(r.import.writesPerSecond, 1), '', '', n(r.import.failed),
+    ['10', `fleet import, ${n(r.keys)} keys, limit ${r.limit.writes}/${r.limit.windowMs} ms, ${r.concurrency} at once`, n(r.import.writesPerSecond, 1), '', '', n(r.import.failed),
       `${n(r.import.fractionOfLimit * 100, 1)}% of the limit; ${n(r.import.vault429)} x 429 (${n(r.import.fraction429 * 100, 2)}%); peak ${r.import.peakWindowWrites} in a window; ${n(r.import.listCalls)} list calls`],
-    ['7b', 'fleet import again (nothing to do)', '', '', '', '0', `${n(r.secondRun.writes)} writes, ${n(r.secondRun.listCalls)} list calls, ${n(r.secondRun.seconds, 2)} s`],
+    ['10b', 'fleet import again (nothing to do)', '', '', '', '0', `${n(r.secondRun.writes)} writes, ${n(r.secondRun.listCalls)} list calls, ${n(r.secondRun.seconds, 2)} s`],
     r.registerKey.skipped
-      ? ['7c', 'register-key.sh per device, fake az', 'skipped', '', '', '', r.registerKey.note ?? '']
-      : ['7c', `register-key.sh per device, fake az, ${r.registerKey.sample} devices`, n(r.registerKey.keysPerSecond, 1), n(r.registerKey.msPerKey, 0), '', '0',
+      ? ['10c', 'register-key.sh per device, fake az', 'skipped', '', '', '', r.registerKey.note ?? '']
+      : ['10c', `register-key.sh per device, fake az, ${r.registerKey.sample} devices`, n(r.registerKey.keysPerSecond, 1), n(r.registerKey.msPerKey, 0), '', '0',
         `${n(r.registerKey.azCallsPerKey, 1)} az processes a key; 20,000 keys: ${n(r.projection.registerKeyMinutes)} min here (real az: 1-2 s each) vs import ${n(r.projection.importMinutesAtRealLimit, 1)} min at 300/10 s`],
   ];
 }

@@ -8,25 +8,33 @@
  *   4. http       the `npm start` local host (a child process) under autocannon: peak, then half the peak rate
  *   5. storm      a cold storm against the Key Vault path (real SDK, local stand-ins, a child process)
  *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc)
- *   7. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
+ *   7. cold start process start to the first device admitted through the Key Vault stand-in, bundled and not
+ *   8. package    the deploy zip (dist/app.zip): size and files, beside what the unbundled app deployed
+ *   9. CPU        CPU time per decision of the HTTP host (section 4's peak) against one raw jose verification and
+ *                 against a minimal node:http + jose server under the same load
+ *  10. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
  *
  * Prints one table and writes the figures as JSON (bench/results/latest.json, or --out FILE).
  * Flags: --quick (the CI smoke: tiny durations and counts), --out FILE, --connections N (HTTP),
  * --max-reads N (storm: KEY_STORE_MAX_CONCURRENT_READS), --vault-latency-ms N (storm: the stand-in's answer time).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
+import { importSPKI, jwtVerify } from 'jose';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { cleanEnv, percentile, round, runNodeChild, Samples } from './lib.js';
 import { pacedLoad } from './paced.js';
 import { fleetBench, fleetPlan, fleetRows, fleetTargets, type FleetBenchResult } from './fleet.js';
 import { deviceSecretName } from '../functions/keys/names.js';
+import { BUNDLE } from '../tools/bundle.js';
+import { packageApp } from '../tools/package.js';
+import { zip } from '../tools/zip.js';
 import {
   allocationRequest,
   createTestCa,
@@ -83,8 +91,8 @@ function parseArgs(argv: readonly string[]): Options {
 
 const options = parseArgs(process.argv.slice(2));
 const plan = options.quick
-  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000 }
-  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000 };
+  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3 }
+  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3 };
 if (options.stormDevices !== undefined) plan.stormDevices = options.stormDevices;
 if (options.stormBurst !== undefined) plan.stormBurst = options.stormBurst;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -263,17 +271,23 @@ interface HttpResult {
   halfPeakPaced: LoadResult;
   /** Decision lines the host wrote to its stdout (a file here), one per request. */
   logLines: number;
+  /** The host's CPU time (user + system, all its threads) per request it answered: at peak, and at half the peak. */
+  cpuUsPerDecision: { peak: number | null; halfPeak: number | null };
 }
 
-async function startHostProcess(keyDir: string, workDir: string): Promise<{ url: string; logFile: string; stop(): Promise<void> }> {
-  const logFile = join(workDir, 'local-host.log');
+interface ServerProcess {
+  url: string;
+  logFile: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts `node <args>` and waits for its first stdout line to say "listening on <url>". */
+async function startServerProcess(args: readonly string[], env: NodeJS.ProcessEnv, workDir: string, name: string): Promise<ServerProcess> {
+  const logFile = join(workDir, `${name}.log`);
   const fd = openSync(logFile, 'w');
   // cwd: an empty folder, so no local.settings.json changes the settings; env: only what the bench sets.
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'local-host', 'main.js')], {
-    cwd: workDir,
-    env: cleanEnv({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE, PORT: '0' }),
-    stdio: ['ignore', fd, 'inherit'],
-  });
+  const child = spawn(process.execPath, args, { cwd: workDir, env, stdio: ['ignore', fd, 'inherit'] });
   closeSync(fd);
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   const deadline = Date.now() + 15_000;
@@ -284,6 +298,7 @@ async function startHostProcess(keyDir: string, workDir: string): Promise<{ url:
       return {
         url,
         logFile,
+        pid: child.pid!,
         stop: async () => {
           child.kill('SIGTERM');
           await Promise.race([exited, new Promise((ok) => setTimeout(ok, 5_000))]);
@@ -293,10 +308,51 @@ async function startHostProcess(keyDir: string, workDir: string): Promise<{ url:
     }
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error('the local host did not start (see its output above)');
+      throw new Error(`${name} did not start (see its output above)`);
     }
     await new Promise((ok) => setTimeout(ok, 50));
   }
+}
+
+function startHostProcess(keyDir: string, workDir: string): Promise<ServerProcess> {
+  return startServerProcess([join(repoRoot, 'dist', 'local-host', 'main.js')], cleanEnv({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE, PORT: '0' }), workDir, 'local-host');
+}
+
+let clockTicks: number | undefined;
+/** CPU seconds (user + system, every thread) a process has used so far, from /proc; null where there is no /proc. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14 and stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return null;
+  }
+}
+
+/** Sends every body once (fills the key cache), then a short load (warms the JIT), as before each measured run. */
+async function warmUp(url: string, bodies: readonly string[]): Promise<void> {
+  for (let i = 0; i < bodies.length; i += 32) {
+    await Promise.all(
+      bodies.slice(i, i + 32).map(async (body) => {
+        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await res.arrayBuffer();
+        if (res.status !== 200) throw new Error(`warm-up: a device was refused over HTTP (${res.status})`);
+      }),
+    );
+  }
+  await load(url, bodies, options.connections, Math.min(2, plan.httpSeconds));
+}
+
+/** A load run with the server's CPU time per answered request. */
+async function loadWithCpu(server: ServerProcess, bodies: readonly string[], overallRate?: number): Promise<{ run: LoadResult; cpuUsPerDecision: number | null }> {
+  const before = cpuSeconds(server.pid);
+  const run = await load(server.url, bodies, options.connections, plan.httpSeconds, overallRate);
+  const after = cpuSeconds(server.pid);
+  const answered = run.requests - run.errors;
+  return { run, cpuUsPerDecision: before === null || after === null || answered <= 0 ? null : ((after - before) * 1e6) / answered };
 }
 
 async function load(url: string, bodies: readonly string[], connections: number, seconds: number, overallRate?: number): Promise<LoadResult> {
@@ -332,19 +388,10 @@ async function http(keyDir: string, bodies: readonly string[], workDir: string):
   const host = await startHostProcess(keyDir, workDir);
   try {
     // Warm the key cache with every device once (autocannon's connections all start at the first request), then the JIT.
-    for (let i = 0; i < bodies.length; i += 32) {
-      await Promise.all(
-        bodies.slice(i, i + 32).map(async (body) => {
-          const res = await fetch(host.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-          await res.arrayBuffer();
-          if (res.status !== 200) throw new Error(`warm-up: a device was refused over HTTP (${res.status})`);
-        }),
-      );
-    }
-    await load(host.url, bodies, options.connections, Math.min(2, plan.httpSeconds));
-    const peak = await load(host.url, bodies, options.connections, plan.httpSeconds);
+    await warmUp(host.url, bodies);
+    const { run: peak, cpuUsPerDecision: peakCpu } = await loadWithCpu(host, bodies);
     const half = Math.max(1, Math.floor(peak.requestsPerSecond / 2));
-    const halfPeak = await load(host.url, bodies, options.connections, plan.httpSeconds, half);
+    const { run: halfPeak, cpuUsPerDecision: halfPeakCpu } = await loadWithCpu(host, bodies, half);
     // The paced generator is node:http in this process: warm its code paths first, as autocannon's were by the runs above.
     await pacedLoad(host.url, bodies, half, Math.min(3, plan.httpSeconds), options.connections * 2);
     const paced = await pacedLoad(host.url, bodies, half, plan.httpSeconds, options.connections * 2);
@@ -362,7 +409,7 @@ async function http(keyDir: string, bodies: readonly string[], workDir: string):
     };
     await host.stop();
     const logLines = readFileSync(host.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).length;
-    return { peak, halfPeak, halfPeakPaced, logLines };
+    return { peak, halfPeak, halfPeakPaced, logLines, cpuUsPerDecision: { peak: peakCpu, halfPeak: halfPeakCpu } };
   } finally {
     await host.stop();
   }
@@ -482,6 +529,214 @@ async function memory(workDir: string): Promise<MemoryResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// 7. Cold start, bundled and not
+
+interface ColdStartRun {
+  sinceStartMs: number;
+  cpuMs: number;
+  bootMs: number;
+  importMs: number;
+  firstAdmissionMs: number;
+}
+
+interface ColdStartSummary extends ColdStartRun {
+  module: string;
+  /** The fastest of the runs, process start to admitted. */
+  bestSinceStartMs: number;
+}
+
+interface ColdStartResult {
+  starts: number;
+  bundled: ColdStartSummary;
+  unbundled: ColdStartSummary;
+  /** bundled / unbundled, process start to the first device admitted (medians). */
+  ratio: number;
+  /** The same for the CPU time the process used until then. */
+  cpuRatio: number;
+  blockedConnections: number;
+}
+
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0;
+};
+
+async function coldStart(workDir: string): Promise<ColdStartResult> {
+  const ca = await createTestCa();
+  const certFile = join(workDir, 'cold-ca.pem');
+  writeFileSync(certFile, ca.certPem);
+  const mi = await startManagedIdentityStandin();
+  const vault = await startKeyVaultStandin({ acceptsToken: mi.isIssuedToken, ca });
+  try {
+    const device = await makeDevice('cold-start-device');
+    vault.setSecret(deviceSecretName(device.id), device.publicPem);
+    const bodyFile = join(workDir, 'cold-body.json');
+    writeFileSync(bodyFile, JSON.stringify(allocationRequest({ registrationId: device.id, token: await tokenFor(device) })));
+    const env = cleanEnv({
+      NODE_EXTRA_CA_CERTS: certFile,
+      // As in section 5: the managed identity stand-in from the first instruction; developer tools out of the chain.
+      IDENTITY_ENDPOINT: mi.endpoint,
+      IDENTITY_HEADER: mi.identityHeader,
+      AZURE_TOKEN_CREDENTIALS: 'prod',
+      KEY_VAULT_URL: vault.url,
+      KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: 'true',
+      DPS_ID_SCOPE: ID_SCOPE,
+    });
+    const modules = { bundled: join(repoRoot, BUNDLE), unbundled: join(repoRoot, 'dist', 'functions', 'validatejwt.js') };
+    const runs: Record<keyof typeof modules, ColdStartRun[]> = { bundled: [], unbundled: [] };
+    let blocked = 0;
+    // One start of each first, not counted (it reads the files into the page cache; not in --quick), then alternate
+    // which goes first.
+    for (let i = options.quick ? 0 : -1; i < plan.coldStarts; i++) {
+      const order: Array<keyof typeof modules> = i % 2 === 0 ? ['bundled', 'unbundled'] : ['unbundled', 'bundled'];
+      for (const kind of order) {
+        const run = await runNodeChild<ColdStartRun & { status: number; code?: string; blockedConnections: number }>(
+          [join(here, 'coldstart.js'), modules[kind], bodyFile],
+          env,
+          60_000,
+        );
+        if (run.status !== 200) throw new Error(`cold start (${kind}): the device was not admitted (${run.status} ${run.code ?? ''})`);
+        blocked += run.blockedConnections;
+        if (i >= 0) runs[kind].push(run);
+      }
+    }
+    const summary = (kind: keyof typeof modules): ColdStartSummary => ({
+      module: relativeToRepo(modules[kind]),
+      sinceStartMs: median(runs[kind].map((r) => r.sinceStartMs)),
+      cpuMs: median(runs[kind].map((r) => r.cpuMs)),
+      bootMs: median(runs[kind].map((r) => r.bootMs)),
+      importMs: median(runs[kind].map((r) => r.importMs)),
+      firstAdmissionMs: median(runs[kind].map((r) => r.firstAdmissionMs)),
+      bestSinceStartMs: Math.min(...runs[kind].map((r) => r.sinceStartMs)),
+    });
+    const bundled = summary('bundled');
+    const unbundled = summary('unbundled');
+    return {
+      starts: plan.coldStarts,
+      bundled,
+      unbundled,
+      ratio: bundled.sinceStartMs / unbundled.sinceStartMs,
+      cpuRatio: bundled.cpuMs / unbundled.cpuMs,
+      blockedConnections: blocked,
+    };
+  } finally {
+    await vault.stop();
+    await mi.stop();
+  }
+}
+
+const relativeToRepo = (path: string) => path.slice(repoRoot.length + 1);
+
+// ---------------------------------------------------------------------------------------------------------------
+// 8. The deploy package
+
+interface PackageResult {
+  zipBytes: number;
+  zipFiles: number;
+  /** What the app deployed before the bundle: dist/functions and the production node_modules, zipped the same way. */
+  unbundled: { zipBytes: number; zipFiles: number } | null;
+}
+
+/** Every file of the production dependencies (npm's own list of them) and of dist/functions. */
+function unbundledFiles(): Array<{ name: string; path: string }> {
+  const files: Array<{ name: string; path: string }> = [];
+  const walk = (dir: string, skipNodeModules: boolean) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!(skipNodeModules && entry.name === 'node_modules')) walk(path, skipNodeModules);
+      } else if (entry.isFile()) files.push({ name: relativeToRepo(path), path });
+    }
+  };
+  walk(join(repoRoot, 'dist', 'functions'), false);
+  const listed = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: repoRoot, encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const dir of new Set(listed.split('\n').filter((l) => l.includes('node_modules')))) if (existsSync(dir)) walk(dir, true);
+  return files;
+}
+
+function deployPackage(): PackageResult {
+  const { bytes, files } = packageApp(repoRoot);
+  let unbundled: PackageResult['unbundled'] = null;
+  if (!options.quick) {
+    const entries = unbundledFiles().map(({ name, path }) => ({ name, data: readFileSync(path) }));
+    entries.push({ name: 'host.json', data: readFileSync(join(repoRoot, 'host.json')) }, { name: 'package.json', data: readFileSync(join(repoRoot, 'package.json')) });
+    unbundled = { zipBytes: zip(entries).length, zipFiles: entries.length };
+  }
+  return { zipBytes: bytes, zipFiles: files, unbundled };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 9. CPU per decision: the HTTP host against one raw verification and against a minimal node:http + jose server
+
+interface CpuResult {
+  /** Request rate both servers are given (section 4b's: half the webhook's peak), so that each answers the same load. */
+  rate: number;
+  /** Section 4b: the local host's CPU time per answered request at that rate. */
+  webhookUsPerDecision: number | null;
+  /** The same rate, connections and devices on bench/reference-server.ts. */
+  referenceUsPerDecision: number | null;
+  reference: LoadResult;
+  /** At each server's own peak (section 4 for the webhook): a faster server batches more per event-loop turn. */
+  webhookPeakUsPerDecision: number | null;
+  referencePeakUsPerDecision: number | null;
+  referencePeak: LoadResult;
+  /** jose jwtVerify with an imported key, one at a time, in this process. */
+  rawVerifyUs: number;
+  webhookVsReference: number | null;
+  webhookVsRawVerify: number | null;
+}
+
+async function rawVerifyCpu(devices: readonly TestDevice[]): Promise<number> {
+  const cases = await Promise.all(
+    devices.slice(0, 100).map(async (d) => ({ token: await tokenFor(d), key: await importSPKI(d.publicPem, 'ES256') })),
+  );
+  let count = 0;
+  const run = async (seconds: number) => {
+    const cpu = process.cpuUsage();
+    const end = performance.now() + seconds * 1000;
+    count = 0;
+    while (performance.now() < end) {
+      const c = cases[count % cases.length]!;
+      await jwtVerify(c.token, c.key, { algorithms: ['ES256'] });
+      count += 1;
+    }
+    const used = process.cpuUsage(cpu);
+    return (used.user + used.system) / count;
+  };
+  await run(Math.min(1, plan.verifySeconds)); // warm the JIT
+  return run(plan.verifySeconds);
+}
+
+async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, webhook: HttpResult): Promise<CpuResult> {
+  const rate = webhook.halfPeak.targetRate ?? 1;
+  const reference = await startServerProcess([join(here, 'reference-server.js'), keyDir], cleanEnv({}), workDir, 'reference');
+  let peak: { run: LoadResult; cpuUsPerDecision: number | null };
+  let measured: { run: LoadResult; cpuUsPerDecision: number | null };
+  try {
+    await warmUp(reference.url, bodies);
+    peak = await loadWithCpu(reference, bodies);
+    measured = await loadWithCpu(reference, bodies, rate);
+  } finally {
+    await reference.stop();
+  }
+  const rawVerifyUs = await rawVerifyCpu(devices);
+  const webhookUs = webhook.cpuUsPerDecision.halfPeak;
+  const referenceUs = measured.cpuUsPerDecision;
+  return {
+    rate,
+    webhookUsPerDecision: webhookUs,
+    referenceUsPerDecision: referenceUs,
+    reference: measured.run,
+    webhookPeakUsPerDecision: webhook.cpuUsPerDecision.peak,
+    referencePeakUsPerDecision: peak.cpuUsPerDecision,
+    referencePeak: peak.run,
+    rawVerifyUs,
+    webhookVsReference: webhookUs === null || referenceUs === null ? null : webhookUs / referenceUs,
+    webhookVsRawVerify: webhookUs === null ? null : webhookUs / rawVerifyUs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // The report
 
 function machine() {
@@ -498,8 +753,9 @@ function machine() {
 }
 
 function table(results: Results): string {
-  const { floor: f, python: py, handler: h, http: w, storm: s, memory: m, ratios: r } = results;
+  const { floor: f, python: py, handler: h, http: w, storm: s, memory: m, coldStart: c, package: z, cpu, ratios: r } = results;
   const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const us = (v: number | null) => (v === null ? 'n/a (no /proc)' : `${n(v)} µs`);
   const rows: string[][] = [
     ['#', 'what', 'rate /s', 'p50 ms', 'p99 ms', 'errors', 'notes'],
     ['1', `floor: node:crypto ES256 verify, ${f.threads} threads`, n(f.verificationsPerSecond), '', '', n(f.failed), `${n(f.perThread)} /s per thread`],
@@ -514,6 +770,16 @@ function table(results: Results): string {
       `vault reads ${n(s.vaultReads)} (${n(s.vaultReadsPerDevice, 2)}/device), peak ${s.peakConcurrentVaultReads} at once (limit ${s.maxConcurrentReads}); wave 1: ${n(s.firstWaveOk)} ok, ${n(s.waves[0]?.retry ?? 0)} x 503; all admitted after ${s.waves.length} waves, ${n(s.secondsToAdmitAll, 1)} s`],
     ['6', `memory, ${n(m.keys)} cached device keys`, '', '', '', '', `RSS ${n(m.rssMB, 1)} MB (heap ${n(m.heapUsedMB, 1)} MB; empty ${n(m.baselineRssMB, 1)} MB; ${n(m.bytesPerKey)} B/key)`],
     ...fleetRows(results.fleet),
+    ['7', `cold start to 1st device admitted via Key Vault, bundled`, '', n(c.bundled.sinceStartMs, 1), '', '0',
+      `median of ${c.starts}: node ${n(c.bundled.bootMs, 1)} + import ${n(c.bundled.importMs, 1)} + admission ${n(c.bundled.firstAdmissionMs, 1)} ms; best ${n(c.bundled.bestSinceStartMs, 1)} ms; CPU ${n(c.bundled.cpuMs, 1)} ms`],
+    ['7b', `cold start to 1st device admitted via Key Vault, unbundled`, '', n(c.unbundled.sinceStartMs, 1), '', '0',
+      `median of ${c.starts}: node ${n(c.unbundled.bootMs, 1)} + import ${n(c.unbundled.importMs, 1)} + admission ${n(c.unbundled.firstAdmissionMs, 1)} ms; best ${n(c.unbundled.bestSinceStartMs, 1)} ms; CPU ${n(c.unbundled.cpuMs, 1)} ms`],
+    ['8', 'deploy zip (npm run package: dist/app.zip)', '', '', '', '',
+      `${n(z.zipBytes / 1024)} KiB, ${n(z.zipFiles)} files${z.unbundled === null ? '' : `; unbundled (dist/functions + production node_modules): ${n(z.unbundled.zipBytes / 1024 ** 2, 1)} MiB, ${n(z.unbundled.zipFiles)} files`}`],
+    ['9', `CPU per decision: HTTP host at ${n(cpu.rate)} /s (4b)`, n(cpu.reference.requestsPerSecond), '', '', n(cpu.reference.errors + cpu.reference.non2xx),
+      `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate; one jose verify ${us(cpu.rawVerifyUs)}`],
+    ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
+      `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -522,6 +788,7 @@ function table(results: Results): string {
   const x = (v: number | null) => (v === null ? 'n/a' : `${n(v, 2)}x`);
   out.push('');
   out.push(`ratios: 4/1 HTTP vs floor ${pct(r.httpVsFloor)} (target >= 50%) | 4/2 HTTP vs PyJWT ${x(r.httpVsPython)} (target >= 3x) | 3/1 handler vs floor ${pct(r.handlerVsFloor)}`);
+  out.push(`        7/7b cold start bundled vs unbundled ${x(r.coldStartBundledVsUnbundled)} (target <= 0.5x; CPU time ${x(c.cpuRatio)}) | 9 CPU per decision vs reference ${x(cpu.webhookVsReference)} (target <= 1.25x), vs one jose verify ${x(cpu.webhookVsRawVerify)}`);
   out.push(`machine: ${results.machine.cores} cores, ${results.machine.cpu}, ${results.machine.memoryGB} GB, node ${results.machine.node}, load average ${results.machine.loadAverage1m} at start${results.quick ? '  [--quick: smoke figures, not a measurement]' : ''}`);
   return out.join('\n');
 }
@@ -538,7 +805,10 @@ interface Results {
   storm: StormResult;
   memory: MemoryResult;
   fleet: FleetBenchResult;
-  ratios: { httpVsFloor: number; httpVsPython: number | null; handlerVsFloor: number };
+  coldStart: ColdStartResult;
+  package: PackageResult;
+  cpu: CpuResult;
+  ratios: { httpVsFloor: number; httpVsPython: number | null; handlerVsFloor: number; coldStartBundledVsUnbundled: number };
   targets: Record<string, { target: string; value: number | null; met: boolean | null }>;
 }
 
@@ -553,19 +823,25 @@ async function main(): Promise<void> {
     keyDir = await keysDir(devices);
     const bodies = await Promise.all(devices.map(async (d) => JSON.stringify(allocationRequest({ registrationId: d.id, token: await tokenFor(d) }))));
 
-    progress(`1/6 floor: ${plan.floorSeconds} s on ${availableParallelism()} threads`);
+    progress(`1/9 floor: ${plan.floorSeconds} s on ${availableParallelism()} threads`);
     const floorResult = await floor();
-    progress(`2/6 PyJWT: ${plan.pythonSeconds} s x 2`);
+    progress(`2/9 PyJWT: ${plan.pythonSeconds} s x 2`);
     const pythonResult = await python(devices);
-    progress(`3/6 handler in process: ${plan.handlerSeconds} s`);
+    progress(`3/9 handler in process: ${plan.handlerSeconds} s`);
     const handlerResult = await handler(keyDir, bodies);
-    progress(`4/6 HTTP: warm-up, then ${plan.httpSeconds} s at peak and twice ${plan.httpSeconds} s at half the peak`);
+    progress(`4/9 HTTP: warm-up, then ${plan.httpSeconds} s at peak and twice ${plan.httpSeconds} s at half the peak`);
     const httpResult = await http(keyDir, bodies, workDir);
-    progress(`5/6 cold storm: ${plan.stormDevices} devices x ${plan.stormBurst} against the Key Vault stand-in (${options.vaultLatencyMs} ms a read)`);
+    progress(`5/9 cold storm: ${plan.stormDevices} devices x ${plan.stormBurst} against the Key Vault stand-in (${options.vaultLatencyMs} ms a read)`);
     const stormResult = await storm(workDir);
-    progress(`6/6 memory: ${plan.memoryKeys} cached keys`);
+    progress(`6/9 memory: ${plan.memoryKeys} cached keys`);
     const memoryResult = await memory(workDir);
-    progress('7 fleet import against the rate-limited vault stand-in');
+    progress(`7/9 cold start: ${plan.coldStarts} starts each, bundled and unbundled, through the Key Vault stand-in`);
+    const coldStartResult = await coldStart(workDir);
+    progress(`8/9 deploy zip${options.quick ? '' : ', and the unbundled app zipped for comparison'}`);
+    const packageResult = deployPackage();
+    progress(`9/9 CPU per decision: the reference server under the same load, then raw jose verifications`);
+    const cpuResult = await cpuPerDecision(keyDir, bodies, devices, workDir, httpResult);
+    progress('10 fleet import against the rate-limited vault stand-in');
     const fleetResult = await fleetBench(fleetPlan(options.quick), progress);
 
     const httpRate = httpResult.peak.requestsPerSecond;
@@ -574,6 +850,7 @@ async function main(): Promise<void> {
       httpVsFloor: httpRate / floorResult.verificationsPerSecond,
       httpVsPython: pythonRate === null ? null : httpRate / pythonRate,
       handlerVsFloor: handlerResult.requestsPerSecond / floorResult.verificationsPerSecond,
+      coldStartBundledVsUnbundled: coldStartResult.ratio,
     };
     const httpErrors = [httpResult.peak, httpResult.halfPeak, httpResult.halfPeakPaced].reduce((sum, r) => sum + r.errors + r.non2xx, 0);
     const results: Results = {
@@ -588,6 +865,9 @@ async function main(): Promise<void> {
       storm: stormResult,
       memory: memoryResult,
       fleet: fleetResult,
+      coldStart: coldStartResult,
+      package: packageResult,
+      cpu: cpuResult,
       ratios,
       targets: {
         httpVsFloor: { target: '>= 0.5', value: ratios.httpVsFloor, met: ratios.httpVsFloor >= 0.5 },
@@ -601,6 +881,14 @@ async function main(): Promise<void> {
         peakConcurrentVaultReads: { target: `<= ${stormResult.maxConcurrentReads}`, value: stormResult.peakConcurrentVaultReads, met: stormResult.peakConcurrentVaultReads <= stormResult.maxConcurrentReads },
         memoryRssMB: { target: `<= 200 at 100,000 keys`, value: memoryResult.rssMB, met: memoryResult.keys >= 100_000 ? memoryResult.rssMB <= 200 : null },
         ...fleetTargets(fleetResult),
+        coldStartBundledVsUnbundled: { target: '<= 0.5', value: coldStartResult.ratio, met: options.quick ? null : coldStartResult.ratio <= 0.5 },
+        coldStartLoopbackOnly: { target: '= 0 connections off loopback', value: coldStartResult.blockedConnections, met: coldStartResult.blockedConnections === 0 },
+        zipBytes: { target: '<= 1 MB (1,000,000 bytes)', value: packageResult.zipBytes, met: packageResult.zipBytes <= 1_000_000 },
+        cpuPerDecisionVsReference: {
+          target: '<= 1.25',
+          value: cpuResult.webhookVsReference,
+          met: cpuResult.webhookVsReference === null || options.quick ? null : cpuResult.webhookVsReference <= 1.25,
+        },
       },
     };
 

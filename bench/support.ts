@@ -2,7 +2,7 @@
  * The test helpers the benchmark shares with the test suite, re-exported rather than copied. tsconfig's `include`
  * leaves `test/` out, but tsc still compiles every file a compiled file imports, so `npm run build` emits these to
  * dist/test/support/ and `node dist/bench/run.js` finds them there. Only the benchmark imports them; the function
- * app (`main`: dist/functions/validatejwt.js) never does.
+ * app (`main`: the esbuild bundle dist/bundle/validatejwt.js, built from functions/ alone) never does.
  */
 export { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signToken, type TestDevice } from '../test/support/devices.js';
 export { createTestCa, startKeyVaultStandin, type KeyVaultStandin } from '../test/support/keyvault-standin.js';

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { HttpRequest, InvocationContext, type HttpResponseInit } from '@azure/functions';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createWebhook, startWebhook } from '../../functions/app/compose.js';
@@ -7,14 +10,34 @@ import { MAX_REQUEST_BYTES } from '../../functions/core/policy.js';
 import { allocationRequest, deviceToken, HUBS, ID_SCOPE, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
 
 const URL_ = 'http://localhost:7071/api/validatejwt';
+type Handler = ReturnType<typeof toFunctionsHandler>;
+
+// The bundle is what ships (package.json main, dist/app.zip): its handler runs the same tests as the source's.
+// It reads its settings from process.env when loaded, as in the Functions host.
+const BUNDLE = resolve(import.meta.dirname, '..', '..', 'dist', 'bundle', 'validatejwt.js');
+
+async function bundledHandler(env: Record<string, string>): Promise<Handler> {
+  if (!existsSync(BUNDLE)) throw new Error('dist/bundle/validatejwt.js is missing: run `npm run build` first (npm test does)');
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return ((await import(pathToFileURL(BUNDLE).href)) as { validateJwt: Handler }).validateJwt;
+  } finally {
+    for (const name of Object.keys(env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  }
+}
+
 let device: TestDevice;
 let dir: string;
-let handler: ReturnType<typeof toFunctionsHandler>;
+const handlers: Record<'source' | 'bundle', Handler | undefined> = { source: undefined, bundle: undefined };
 
 beforeAll(async () => {
   device = await makeDevice('sensor-7');
   dir = await keysDir([device]);
-  handler = toFunctionsHandler(createWebhook(loadConfig({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE })));
+  const env = { DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE };
+  handlers.source = toFunctionsHandler(createWebhook(loadConfig(env)));
+  handlers.bundle = await bundledHandler(env);
 });
 
 function context(lines: Array<{ level: string; text: string }>) {
@@ -24,7 +47,7 @@ function context(lines: Array<{ level: string; text: string }>) {
   });
 }
 
-function invoke(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }, using = handler) {
+function invokeWith(using: Handler, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const lines: Array<{ level: string; text: string }> = [];
   const request = new HttpRequest({ method: 'POST', url: URL_, headers, body: { string: body } });
   return using(request, context(lines)).then((response) => ({ response, lines }));
@@ -42,7 +65,9 @@ function streamedRequest(stream: ReadableStream<Uint8Array>, headers: Record<str
   return new HttpRequest({ nativeRequest } as never);
 }
 
-describe('the v4 trigger adapter', () => {
+describe.each(['source', 'bundle'] as const)('the v4 trigger adapter (%s)', (build) => {
+  const invoke = (body: string, headers?: Record<string, string>) => invokeWith(handlers[build]!, body, headers);
+
   test('answers 200 with the DPS shape and logs one structured line without the token', async () => {
     const token = await deviceToken(device, Math.floor(Date.now() / 1000));
     const { response, lines } = await invoke(JSON.stringify(allocationRequest({ registrationId: device.id, token })));
@@ -74,7 +99,8 @@ describe('the v4 trigger adapter', () => {
   });
 });
 
-describe('a streamed body (HTTP streams on, issue 11 item 5)', () => {
+describe.each(['source', 'bundle'] as const)('a streamed body (HTTP streams on, issue 11 item 5; %s)', (build) => {
+  const handler: Handler = (request, ctx) => handlers[build]!(request, ctx);
   test('an endless stream is read only up to the limit, then cancelled and answered 413', async () => {
     let pulled = 0;
     let cancelled = false;
@@ -141,7 +167,7 @@ describe('a fault at start (issue 11 item 5)', () => {
     const { handler: misconfigured, reports } = await started({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE, JWT_ALGORITHMS: 'HS256' });
     const token = await deviceToken(device, Math.floor(Date.now() / 1000));
     for (let i = 0; i < 3; i++) {
-      const { response, lines } = await invoke(JSON.stringify(allocationRequest({ registrationId: device.id, token })), undefined, misconfigured);
+      const { response, lines } = await invokeWith(misconfigured, JSON.stringify(allocationRequest({ registrationId: device.id, token })));
       expect(response.status).toBe(503);
       expect(response.headers).toMatchObject({ 'retry-after': '30' });
       expect(json(response)).toEqual({ code: 'webhook_misconfigured', message: "A setting of the webhook cannot work; its log names the setting." });
@@ -157,7 +183,7 @@ describe('a fault at start (issue 11 item 5)', () => {
   test('a setting that parses but cannot work (a replay table connection string the SDK refuses) names it, never quoting it', async () => {
     const secretish = 'AccountName=devstoreaccount1;AccountKey=bm90LWEtcmVhbC1rZXktYnV0LWxvb2tzLWxpa2Utb25l;Garbage';
     const { handler: misconfigured, reports } = await started({ DEVICE_KEYS_DIR: dir, DPS_ID_SCOPE: ID_SCOPE, REPLAY_STORE: 'table', REPLAY_TABLE_CONNECTION: secretish });
-    const { response, lines } = await invoke('{}', undefined, misconfigured);
+    const { response, lines } = await invokeWith(misconfigured, '{}');
     expect(response.status).toBe(503);
     expect(JSON.parse(lines[0]!.text)).toMatchObject({ code: 'webhook_misconfigured', setting: 'REPLAY_TABLE_CONNECTION' });
     expect(reports).toHaveLength(1);

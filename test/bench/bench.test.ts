@@ -79,7 +79,21 @@ describe('npm run bench --quick', () => {
     expect(fleet.import!.vaultWrites).toBe(fleet.keys);
     expect(fleet.secondRun!.writes).toBe(0);
 
-    expectNumbers(results.ratios!, ['httpVsFloor', 'handlerVsFloor'], 'ratios');
+    // Cold start: both builds admit the device through the Key Vault stand-in, from process start, loopback only.
+    const cold = results.coldStart as Record<string, Record<string, unknown>>;
+    for (const kind of ['bundled', 'unbundled']) expectNumbers(cold[kind]!, ['sinceStartMs', 'bootMs', 'importMs', 'firstAdmissionMs'], `coldStart.${kind}`);
+    expect(cold.bundled!.module).toBe('dist/bundle/validatejwt.js');
+    expect(cold.blockedConnections).toBe(0);
+
+    expectNumbers(results.package!, ['zipBytes', 'zipFiles'], 'package');
+    expect(results.package!.zipFiles).toBe(4);
+
+    // CPU per decision: the host and the reference server under the same load, and one raw verification.
+    expectNumbers(results.cpu!, ['rate', 'rawVerifyUs'], 'cpu');
+    expectNumbers((results.cpu as Record<string, Record<string, unknown>>).reference!, ['requestsPerSecond', 'requests'], 'cpu.reference');
+    if (process.platform === 'linux') expectNumbers(results.cpu!, ['webhookUsPerDecision', 'referenceUsPerDecision', 'webhookVsReference'], 'cpu');
+
+    expectNumbers(results.ratios!, ['httpVsFloor', 'handlerVsFloor', 'coldStartBundledVsUnbundled'], 'ratios');
     expect(results.ratios!.httpVsPython === null || isNumber(results.ratios!.httpVsPython)).toBe(true);
   }, 120_000);
 });

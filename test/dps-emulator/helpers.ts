@@ -75,8 +75,9 @@ export async function registerWithSdk(
   let agent: Agent | undefined;
   if (transport === 'http') {
     agent = new Agent({ keepAlive: false });
-    // https.Agent's constructor sets defaultPort = 443 over any option given, so set it afterwards.
-    agent.defaultPort = dps.httpsPort;
+    // https.Agent's constructor sets defaultPort = 443 over any option given, so set it afterwards (a runtime
+    // property @types/node does not declare).
+    Object.assign(agent, { defaultPort: dps.httpsPort });
     const base = new httpBase.Http();
     base.setOptions({ ca: dps.caPem, http: { agent } });
     t = new provisioningHttp.Http(base);

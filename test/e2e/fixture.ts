@@ -1,6 +1,7 @@
 /**
- * Whole-flow fixture: real device keys (sample-device keygen), the real webhook (the `npm start` host), the real local
- * DPS, and devices registering through the sample device's `register` (the official SDK). Everything on loopback.
+ * Whole-flow fixture: real device keys (sample-device keygen), the real webhook (the shipped bundle, package.json
+ * `main`, in a stand-in of the Functions host: test/support/functions-host.ts), the real local DPS, and devices
+ * registering through the sample device's `register` (the official SDK). Everything on loopback.
  * Every log line of the webhook and the DPS is kept, so tests can assert that no secret ever reached a log.
  */
 import { execFile } from 'node:child_process';
@@ -12,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { startLocalDps, type EnrollmentsFile, type LocalDps, type LocalDpsOptions } from '../../dps-emulator/index.js';
-import { startLocalHost, type LocalHost } from '../../local-host/server.js';
 import { keygen } from '../../sample-device/commands/keygen.js';
 import { register, type RegisterOptions, type RegisterResult } from '../../sample-device/commands/register.js';
 import { SampleDeviceError } from '../../sample-device/errors.js';
+import { startBundledFunction, type BundledFunction } from '../support/bundle-host.js';
 
 export const HUBS = ['hub-eu.azure-devices.net', 'hub-us.azure-devices.net'];
 export const ID_SCOPE = '0ne00E2E001';
@@ -52,7 +53,7 @@ export interface Flow {
   readonly work: string;
   readonly keysDir: string;
   readonly functionKey: string;
-  readonly webhook: LocalHost;
+  readonly webhook: BundledFunction;
   readonly webhookLog: Record<string, unknown>[];
   readonly dpsLog: string[];
   dps?: LocalDps;
@@ -75,17 +76,16 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
   const webhookLog: Record<string, unknown>[] = [];
   const rawWebhookLog: string[] = [];
   const dpsLog: string[] = [];
-  const webhook = await startLocalHost({
+  const webhook = await startBundledFunction({
+    functionKey,
     env: {
       DEVICE_KEYS_DIR: keysDir,
-      WEBHOOK_FUNCTION_KEY: functionKey,
       DPS_ID_SCOPE: ID_SCOPE,
       INITIAL_TWIN_TEMPLATE: JSON.stringify({ tags: { model: 's1' }, properties: { desired: { telemetryInterval: 30 } } }),
       // Keys are added while the webhook runs; do not let a cached "not found" hide them.
       KEY_CACHE_NEGATIVE_TTL_SECONDS: '0',
       ...env,
     },
-    port: 0,
     log: (line) => {
       rawWebhookLog.push(line);
       try {

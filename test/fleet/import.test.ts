@@ -453,7 +453,10 @@ describe('failures of the vault and of the command line', () => {
     const failure = await importFleet({
       manifest: file,
       vault: createSecretClientVault({ url, credential: new ManagedIdentityCredential(), disableChallengeResourceVerification: true, listRetry: { maxRetries: 2, retryDelayInMs: 10, maxRetryDelayInMs: 20 } }),
-    }).catch((e: unknown) => e as { code: string; message: string; exitCode: number });
+    }).then(
+      () => expect.fail('the import should have failed'),
+      (e: unknown) => e as { code: string; message: string; exitCode: number },
+    );
     expect(failure).toMatchObject({ code: 'vault_unavailable', exitCode: 4 });
     expect(failure.message).toMatch(/list secrets: ECONNREFUSED .*nothing was written/);
   });

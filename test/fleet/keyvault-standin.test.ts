@@ -47,7 +47,10 @@ describe('the per-vault write limit', () => {
 
   test('the 429 carries the vault error body and no Retry-After promise', async () => {
     vault.setWriteLimit({ writes: 0, windowMs: 1_000 });
-    const error = await client.setSecret('limit-x', 'v').catch((e: unknown) => e as { statusCode: number; code?: string; response?: { headers: { get(n: string): string | undefined } } });
+    const error = await client.setSecret('limit-x', 'v').then(
+      () => expect.fail('the write should have been throttled'),
+      (e: unknown) => e as { statusCode: number; code?: string; response?: { headers: { get(n: string): string | undefined } } },
+    );
     expect(error).toMatchObject({ statusCode: 429, code: 'Throttled' });
     expect(error.response?.headers.get('retry-after')).toBeUndefined();
     vault.setWriteLimit(undefined);

@@ -103,7 +103,7 @@ describe('local IoT Hub, official device SDK over MQTT', () => {
       let delta: Record<string, unknown> | undefined;
       for (let i = 0; i < 50 && delta === undefined; i++) {
         version = dps.hub.updateDesired(HUB, 'hub-dev-1', { telemetryInterval: 2, mode: null });
-        delta = await Promise.race([pushed, new Promise<undefined>((r) => setTimeout(r, 100))]);
+        delta = await Promise.race([pushed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
       }
       expect(delta).toMatchObject({ telemetryInterval: 2, $version: version });
       expect(twin.properties.desired.telemetryInterval).toBe(2);
