@@ -34,7 +34,7 @@ export async function readBodyWithLimit(
  * The same limits for a Node.js stream (the local host's IncomingMessage), read with 'data' events. Async iteration
  * of a Node stream builds an iterator, end-of-stream listeners and a promise per chunk, a measurable share of a
  * decision's CPU. Over the limit, reading stops (the stream is paused, not drained); the caller answers 413 and closes
- * the connection.
+ * the connection. A stream that errors or closes before its end is `request_incomplete`, as above.
  */
 export function readStreamWithLimit(stream: Readable, declaredLength: string | null | undefined, limit: number): Promise<string> {
   if (declaredLength != null && declaredLength !== '' && Number(declaredLength) > limit) {
@@ -63,14 +63,12 @@ export function readStreamWithLimit(stream: Readable, declaredLength: string | n
       done();
       resolve(Buffer.concat(parts, size).toString('utf8'));
     };
-    const onError = (error: Error) => {
+    const incomplete = (cause?: Error) => {
       done();
-      reject(error);
+      reject(new WebhookError('request_incomplete', 'the request body ended before it was complete (connection closed or reset)', { cause }));
     };
-    const onClose = () => {
-      done();
-      reject(new Error('the request was closed before its body ended'));
-    };
+    const onError = (error: Error) => incomplete(error);
+    const onClose = () => incomplete();
     stream.on('data', onData);
     stream.on('end', onEnd);
     stream.on('error', onError);

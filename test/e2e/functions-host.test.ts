@@ -1,7 +1,7 @@
 /** The Functions host stand-in the end-to-end tests run the bundle in refuses what the real host refuses. */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBundledFunction, type BundledFunction } from '../support/bundle-host.js';
-import { allocationRequest, deviceToken, HUBS, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, HUBS, ID_SCOPE, keysDir, makeDevice, type TestDevice } from '../support/devices.js';
 
 const KEY = 'stand-in-function-key';
 let device: TestDevice;
@@ -10,7 +10,7 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   device = await makeDevice('sensor-host');
-  fn = await startBundledFunction({ env: { DEVICE_KEYS_DIR: await keysDir([device]) }, functionKey: KEY, log: (l) => lines.push(l) });
+  fn = await startBundledFunction({ env: { DEVICE_KEYS_DIR: await keysDir([device]), DPS_ID_SCOPE: ID_SCOPE }, functionKey: KEY, log: (l) => lines.push(l) });
 });
 afterAll(() => fn.close());
 

@@ -1,7 +1,7 @@
 /** The local host's default log: decision lines gathered per event-loop turn reach stdout whole, one per decision. */
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { startLocalHost } from '../../local-host/server.js';
-import { allocationRequest, deviceToken, keysDir, makeDevice } from '../support/devices.js';
+import { allocationRequest, deviceToken, ID_SCOPE, keysDir, makeDevice } from '../support/devices.js';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -9,7 +9,7 @@ describe('npm start: decision lines on stdout', () => {
   test('every decision of a concurrent burst is one whole JSON line, all written by the time the host is closed', async () => {
     const device = await makeDevice('sensor-burst');
     const written: string[] = [];
-    const host = await startLocalHost({ env: { DEVICE_KEYS_DIR: await keysDir([device]) }, port: 0 });
+    const host = await startLocalHost({ env: { DEVICE_KEYS_DIR: await keysDir([device]), DPS_ID_SCOPE: ID_SCOPE }, port: 0 });
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => (written.push(String(chunk)), true));
     const token = await deviceToken(device, Math.floor(Date.now() / 1000));
     const statuses = await Promise.all(
