@@ -175,6 +175,8 @@ if [[ ${required,,} != true ]]; then
 fi
 TENANT_ID=''
 call --into TENANT_ID --placeholder '<tenant-id>' -- az account show --query tenantId -o tsv
+# An empty tenant would make the issuer https://login.microsoftonline.com//v2.0: sign-in broken for everyone.
+if [[ -z $TENANT_ID ]]; then fail "az account show gave no tenantId; sign in again (az login)"; fi
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Settings. The client secret and the CSRF secret are made once and kept (every instance signs forms with the CSRF
@@ -228,7 +230,8 @@ AUDIENCE="api://$CLIENT_ID"
 aad=''
 call --into aad --placeholder '' -- az webapp auth microsoft show -g "$RG" -n "$APP" \
   --query '[registration.clientId, registration.clientSecretSettingName, registration.openIdIssuer, validation.allowedAudiences[0]]' -o tsv
-if [[ $aad != "$CLIENT_ID"$'\t'"$SECRET_SETTING"$'\t'"$ISSUER"$'\t'"$AUDIENCE" ]]; then
+# -o tsv prints a list of values one per line.
+if [[ $aad != "$CLIENT_ID"$'\n'"$SECRET_SETTING"$'\n'"$ISSUER"$'\n'"$AUDIENCE" ]]; then
   call -- az webapp auth microsoft update -g "$RG" -n "$APP" --client-id "$CLIENT_ID" \
     --client-secret-setting-name "$SECRET_SETTING" --issuer "$ISSUER" --allowed-token-audiences "$AUDIENCE" --yes -o none
 else
@@ -238,7 +241,7 @@ platform=''
 # The authsettingsV2 resource: its settings sit under properties.
 call --into platform --placeholder '' -- az webapp auth show -g "$RG" -n "$APP" \
   --query '[properties.platform.enabled, properties.globalValidation.unauthenticatedClientAction, properties.globalValidation.redirectToProvider, properties.httpSettings.requireHttps]' -o tsv
-if [[ ${platform,,} != $'true\tredirecttologinpage\tazureactivedirectory\ttrue' ]]; then
+if [[ ${platform,,} != $'true\nredirecttologinpage\nazureactivedirectory\ntrue' ]]; then
   call -- az webapp auth update -g "$RG" -n "$APP" --enabled true --action RedirectToLoginPage \
     --redirect-provider azureactivedirectory --require-https true -o none
 else

@@ -337,10 +337,10 @@ package_hash() {
 # dict of settings (appservice custom.py update_app_settings, shell_safe_json_parse), so a secret value never
 # stands in any process's argv. Under --dry-run VAR is <settings.json> and nothing is written.
 write_settings_file() {
-  local var=$1 file pair name value json='' sep=''
+  local var=$1 settings_path pair name value json='' sep=''
   shift
   if [[ $DRY_RUN == 1 ]]; then printf -v "$var" '%s' '<settings.json>'; return 0; fi
-  new_temp_file file "settings.$RANDOM.json"
+  new_temp_file settings_path "settings.$RANDOM.json"
   for pair in "$@"; do
     name=${pair%%=*} value=${pair#*=}
     if [[ $value == *[[:cntrl:]]* ]]; then fail "setting $name: the value holds a control character"; fi
@@ -349,8 +349,8 @@ write_settings_file() {
     json+="$sep\"$name\":\"$value\""
     sep=','
   done
-  printf '{%s}\n' "$json" >"$file"
-  printf -v "$var" '%s' "$file"
+  printf '{%s}\n' "$json" >"$settings_path"
+  printf -v "$var" '%s' "$settings_path"
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
