@@ -16,15 +16,17 @@ Creates what is missing (each resource is looked up first), beside what deploy.s
   az functionapp identity assign         a system-assigned identity, granted "Key Vault Secrets Officer" on the
                                          vault only: the narrowest built-in role that may update a secret's
                                          attributes and tags (secrets/setSecret); "Key Vault Secrets User" only reads
-  az ad app create --app-roles ...       the Entra app registration with the app role Device.Activate
-                                         (unless --client-id names an existing one); az ad sp create; assignment
-                                         required, so only users given the role can sign in at all
-  az ad app credential reset             the client secret, stored only as the app setting
-                                         MICROSOFT_PROVIDER_AUTHENTICATION_SECRET
-  az webapp auth microsoft update        App Service Authentication with Microsoft Entra ID (authV2 extension)
-  az webapp auth update --enabled true --action RedirectToLoginPage --redirect-provider azureactivedirectory
-  az functionapp config appsettings set  KEY_VAULT_URL, PORTAL_FIELDS, PORTAL_CSRF_SECRET (made once)
-  esbuild bundle + az functionapp deployment source config-zip
+  az ad app create --app-roles ...       the Entra app registration (display name = the app's name) with the
+                                         app role Device.Activate, unless one of that exact name exists or
+                                         --client-id names one; az ad sp create; assignment required, so only
+                                         users given the role can sign in at all        [needs Entra rights]
+  az ad app credential reset             the client secret, made once and stored only as the app setting
+                                         MICROSOFT_PROVIDER_AUTHENTICATION_SECRET        [needs Entra rights]
+  az webapp auth microsoft update        App Service Authentication with Microsoft Entra ID (authV2 extension,
+  az webapp auth update                  installed when missing): sign-in required, HTTPS only
+  az functionapp config appsettings set  KEY_VAULT_URL, PORTAL_FIELDS (when changed); PORTAL_CSRF_SECRET (made
+                                         once). Secrets go in a 0600 file (--settings @FILE), never on argv.
+  esbuild bundle + az functionapp deployment source config-zip   (only when the bundle changed; a tag records it)
 
 Options:
   --location LOC           Azure region (required)
@@ -35,6 +37,7 @@ Options:
   --storage NAME           its storage account (default PREFIX without - plus "pst")
   --fields-file FILE       the activation form (default portal/fields.example.json)
   --client-id ID           use this existing app registration instead of creating one
+  --no-publish             create and configure, publish nothing
   --dry-run                print the commands, run none
   -h, --help               this text
 
@@ -51,6 +54,7 @@ APP=''
 STORAGE=''
 FIELDS_FILE="$REPO_ROOT/portal/fields.example.json"
 CLIENT_ID=''
+PUBLISH=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --location | -l) LOCATION=$(opt_value "$@"); shift 2 ;;
@@ -61,6 +65,7 @@ while [[ $# -gt 0 ]]; do
     --storage) STORAGE=$(opt_value "$@"); shift 2 ;;
     --fields-file) FIELDS_FILE=$(opt_value "$@"); shift 2 ;;
     --client-id) CLIENT_ID=$(opt_value "$@"); shift 2 ;;
+    --no-publish) PUBLISH=0; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -95,15 +100,20 @@ if ! fields_error=$(node -e '
 fi
 FIELDS_JSON=$(node -e 'process.stdout.write(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))))' "$FIELDS_FILE")
 ROLE='Key Vault Secrets Officer'
+HASH_TAG=dpsJwtPortalCodeSha256
+SECRET_SETTING=MICROSOFT_PROVIDER_AUTHENTICATION_SECRET
 APP_URL="https://$APP.azurewebsites.net"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The vault (deploy.sh made it) and the portal's function app with its identity.
 
+VAULT_ID='' VAULT_URI=''
 call --into VAULT_ID --placeholder '<vault-id>' -- az keyvault show -n "$VAULT" -g "$RG" --query id -o tsv
 call --into VAULT_URI --placeholder "https://$VAULT.vault.azure.net/" -- az keyvault show -n "$VAULT" -g "$RG" --query properties.vaultUri -o tsv
 VAULT_URI=${VAULT_URI%/}
 
+# shellcheck disable=SC2034 # set by az_exists through its name
+found=''
 if az_exists found -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv; then
   note "storage account $STORAGE: exists"
 else
@@ -111,93 +121,164 @@ else
     --min-tls-version TLS1_2 --allow-blob-public-access false -o none
 fi
 
-if az_exists found -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv; then
+APP_ID=''
+if az_exists APP_ID -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv; then
   note "function app $APP: exists"
 else
   call -- az functionapp create -g "$RG" -n "$APP" --storage-account "$STORAGE" --flexconsumption-location "$LOCATION" \
     --runtime node --runtime-version 22 --instance-memory 2048 -o none
+  call --into APP_ID --placeholder '<portal-app-id>' -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv
 fi
 
 PRINCIPAL_ID=''
 call --into PRINCIPAL_ID --placeholder '' -- az functionapp identity show -g "$RG" -n "$APP" --query principalId -o tsv
 if [[ -z $PRINCIPAL_ID ]]; then
   call --into PRINCIPAL_ID --placeholder '<portal-principal-id>' -- az functionapp identity assign -g "$RG" -n "$APP" --query principalId -o tsv
-fi
-count=''
-# By principalId, not --assignee: a just-created identity is not yet in Graph (azure-cli-facts §2.3 item 6).
-call --into count --placeholder 0 -- az role assignment list --scope "$VAULT_ID" --role "$ROLE" --query "[?principalId=='$PRINCIPAL_ID'] | length(@)" -o tsv
-if [[ ${count:-0} == 0 ]]; then
-  call -- az role assignment create --assignee-object-id "$PRINCIPAL_ID" --assignee-principal-type ServicePrincipal --role "$ROLE" --scope "$VAULT_ID" -o none
 else
-  note "role \"$ROLE\" on $VAULT for the portal: exists"
+  note "function app $APP: system-assigned identity exists"
 fi
+grant "$VAULT_ID" "$VAULT" "$PRINCIPAL_ID" ServicePrincipal "$ROLE"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sign-in: an Entra app registration with the app role, and App Service Authentication in front of every request.
+# Creating an app registration and a service principal needs Entra rights (Application Developer, or users allowed
+# to register applications); --client-id skips both for an operator without them.
 
 if [[ -z $CLIENT_ID ]]; then
-  call --into CLIENT_ID --placeholder '' -- az ad app list --display-name "$APP" --query '[0].appId' -o tsv
+  # By exact name: `az ad app list --display-name X` filters startswith(displayName, X) (role custom.py
+  # list_applications), so acme-portal would also find acme-portal-old.
+  call --into CLIENT_ID --placeholder '' -- az ad app list --filter "displayName eq '$APP'" --query '[0].appId' -o tsv
 fi
 if [[ -z $CLIENT_ID ]]; then
   roles_file='<app-roles.json>'
   if [[ $DRY_RUN != 1 ]]; then
-    roles_file=$(mktemp)
-    trap 'rm -f "$roles_file"' EXIT
+    new_temp_file roles_file app-roles.json
     role_id=$(node -e 'console.log(require("crypto").randomUUID())')
     printf '[{"allowedMemberTypes":["User"],"description":"Activate and revoke devices in the portal","displayName":"Device activation","isEnabled":true,"value":"Device.Activate","id":"%s"}]\n' "$role_id" >"$roles_file"
   fi
   call --into CLIENT_ID --placeholder '<client-id>' -- az ad app create --display-name "$APP" --sign-in-audience AzureADMyOrg \
     --web-redirect-uris "$APP_URL/.auth/login/aad/callback" --enable-id-token-issuance true --app-roles "@$roles_file" --query appId -o tsv
+else
+  note "app registration $APP: exists ($CLIENT_ID)"
+fi
+# shellcheck disable=SC2034 # set by az_exists through its name
+SP_ID=''
+if az_exists SP_ID -- az ad sp show --id "$CLIENT_ID" --query id -o tsv; then
+  note "service principal of $APP: exists"
+else
   call -- az ad sp create --id "$CLIENT_ID" -o none
 fi
-call -- az ad sp update --id "$CLIENT_ID" --set appRoleAssignmentRequired=true
-call --into TENANT_ID --placeholder '<tenant-id>' -- az account show --query tenantId -o tsv
-
-have_secret=''
-call --into have_secret --placeholder '' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
-  --query "[?name=='MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'] | length(@)" -o tsv
-if [[ ${have_secret:-0} == 0 ]]; then
-  call --into CLIENT_SECRET --secret --placeholder '<client-secret>' -- az ad app credential reset --id "$CLIENT_ID" --append \
-    --display-name "$APP-easyauth" --years 1 --query password -o tsv
-  call -- az functionapp config appsettings set -g "$RG" -n "$APP" --settings "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET=$CLIENT_SECRET" -o none
+required=''
+call --into required --placeholder false -- az ad sp show --id "$CLIENT_ID" --query appRoleAssignmentRequired -o tsv
+if [[ ${required,,} != true ]]; then
+  call -- az ad sp update --id "$CLIENT_ID" --set appRoleAssignmentRequired=true
 fi
-
-call -- az extension add --name authV2 --upgrade --yes
-call -- az webapp auth microsoft update -g "$RG" -n "$APP" --client-id "$CLIENT_ID" \
-  --client-secret-setting-name MICROSOFT_PROVIDER_AUTHENTICATION_SECRET \
-  --issuer "https://login.microsoftonline.com/$TENANT_ID/v2.0" --allowed-token-audiences "api://$CLIENT_ID" --yes -o none
-call -- az webapp auth update -g "$RG" -n "$APP" --enabled true --action RedirectToLoginPage \
-  --redirect-provider azureactivedirectory --require-https true -o none
+TENANT_ID=''
+call --into TENANT_ID --placeholder '<tenant-id>' -- az account show --query tenantId -o tsv
+# An empty tenant would make the issuer https://login.microsoftonline.com//v2.0: sign-in broken for everyone.
+if [[ -z $TENANT_ID ]]; then fail "az account show gave no tenantId; sign in again (az login)"; fi
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Settings (the CSRF secret is made once and kept: every instance signs forms with it) and the code.
+# Settings. The client secret and the CSRF secret are made once and kept (every instance signs forms with the CSRF
+# secret); both reach az only through a 0600 file (--settings @FILE), never argv. Only names are read back.
 
-have_csrf=''
-call --into have_csrf --placeholder '' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
-  --query "[?name=='PORTAL_CSRF_SECRET'] | length(@)" -o tsv
-settings=("KEY_VAULT_URL=$VAULT_URI" "PORTAL_FIELDS=$FIELDS_JSON")
-if [[ ${have_csrf:-0} == 0 ]]; then
+have=''
+call --into have --placeholder '' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
+  --query "[?name=='$SECRET_SETTING' || name=='PORTAL_CSRF_SECRET'].name" -o tsv
+secret_settings=()
+if ! grep -qxF -- "$SECRET_SETTING" <<<"$have"; then
+  CLIENT_SECRET=''
+  call --into CLIENT_SECRET --secret --placeholder '<client-secret>' -- az ad app credential reset --id "$CLIENT_ID" --append \
+    --display-name "$APP-easyauth" --years 1 --query password -o tsv
+  secret_settings+=("$SECRET_SETTING=$CLIENT_SECRET")
+fi
+if ! grep -qxF -- PORTAL_CSRF_SECRET <<<"$have"; then
+  CSRF_SECRET=''
   call --into CSRF_SECRET --secret --placeholder '<csrf-secret>' -- openssl rand -base64 32
-  settings+=("PORTAL_CSRF_SECRET=$CSRF_SECRET")
+  secret_settings+=("PORTAL_CSRF_SECRET=$CSRF_SECRET")
 fi
-call -- az functionapp config appsettings set -g "$RG" -n "$APP" --settings "${settings[@]}" -o none
+plain=("KEY_VAULT_URL=$VAULT_URI" "PORTAL_FIELDS=$FIELDS_JSON")
+current=''
+call --into current --placeholder '' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
+  --query "[?name=='KEY_VAULT_URL' || name=='PORTAL_FIELDS'].[name, value]" -o tsv
+declare -A now_set=()
+while IFS=$'\t' read -r name value; do
+  if [[ -n $name ]]; then now_set[$name]=$value; fi
+done <<<"$current"
+changed=()
+for setting in "${plain[@]}"; do
+  name=${setting%%=*}
+  if [[ -z ${now_set[$name]+set} || ${now_set[$name]} != "${setting#*=}" ]]; then changed+=("$setting"); fi
+done
+if [[ ${#secret_settings[@]} -gt 0 ]]; then
+  settings_file=''
+  write_settings_file settings_file "${secret_settings[@]}"
+  changed+=("@$settings_file")
+fi
+if [[ ${#changed[@]} -gt 0 ]]; then
+  call -- az functionapp config appsettings set -g "$RG" -n "$APP" --settings "${changed[@]}" -o none
+else
+  note "app settings: up to date"
+fi
 
-stage='<work-dir>/portal'
-if [[ $DRY_RUN != 1 ]]; then
-  stage=$(mktemp -d)/portal
-  mkdir -p "$stage"
+# App Service Authentication (v2). `az webapp auth microsoft|update` with these flags come from the authV2
+# extension: core az only has the classic `webapp auth` (learn.microsoft.com/cli/azure/webapp/auth;
+# azure-cli-extensions src/authV2/azext_authV2/_params.py). Each is written only when it differs.
+ensure_extension authV2
+ISSUER="https://login.microsoftonline.com/$TENANT_ID/v2.0"
+AUDIENCE="api://$CLIENT_ID"
+aad=''
+call --into aad --placeholder '' -- az webapp auth microsoft show -g "$RG" -n "$APP" \
+  --query '[registration.clientId, registration.clientSecretSettingName, registration.openIdIssuer, validation.allowedAudiences[0]]' -o tsv
+# -o tsv prints a list of values one per line.
+if [[ $aad != "$CLIENT_ID"$'\n'"$SECRET_SETTING"$'\n'"$ISSUER"$'\n'"$AUDIENCE" ]]; then
+  call -- az webapp auth microsoft update -g "$RG" -n "$APP" --client-id "$CLIENT_ID" \
+    --client-secret-setting-name "$SECRET_SETTING" --issuer "$ISSUER" --allowed-token-audiences "$AUDIENCE" --yes -o none
+else
+  note "Entra ID sign-in: configured"
 fi
-# One ESM bundle; @azure/functions-core is the worker's own module, never bundled.
-call --passthrough --cwd "$REPO_ROOT" -- npx esbuild portal/functions.ts --bundle --platform=node --format=esm --target=node22 \
-  --external:@azure/functions-core --outfile="$stage/portal.mjs" \
-  "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
-if [[ $DRY_RUN != 1 ]]; then
-  printf '{"name":"dps-jwt-webhook-portal","private":true,"type":"module","main":"portal.mjs"}\n' >"$stage/package.json"
-  # routePrefix '': the pages live at the site root (/devices), not under /api.
-  printf '{"version":"2.0","extensions":{"http":{"routePrefix":""}}}\n' >"$stage/host.json"
+platform=''
+# The authsettingsV2 resource: its settings sit under properties.
+call --into platform --placeholder '' -- az webapp auth show -g "$RG" -n "$APP" \
+  --query '[properties.platform.enabled, properties.globalValidation.unauthenticatedClientAction, properties.globalValidation.redirectToProvider, properties.httpSettings.requireHttps]' -o tsv
+if [[ ${platform,,} != $'true\nredirecttologinpage\nazureactivedirectory\ntrue' ]]; then
+  call -- az webapp auth update -g "$RG" -n "$APP" --enabled true --action RedirectToLoginPage \
+    --redirect-provider azureactivedirectory --require-https true -o none
+else
+  note "App Service Authentication: on"
 fi
-call --passthrough --cwd "$stage" -- zip -q -r ../portal.zip .
-call -- az functionapp deployment source config-zip -g "$RG" -n "$APP" --src "$stage/../portal.zip" -o none
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The code: one ESM bundle, published when its content differs from the last publish (tag HASH_TAG on the app).
+
+if [[ $PUBLISH == 1 ]]; then
+  stage='<work-dir>/portal'
+  if [[ $DRY_RUN != 1 ]]; then
+    work_dir
+    stage=$WORK_DIR/portal
+    mkdir -p "$stage"
+  fi
+  # @azure/functions-core is the worker's own module, never bundled.
+  call --passthrough --cwd "$REPO_ROOT" -- npx esbuild portal/functions.ts --bundle --platform=node --format=esm --target=node22 \
+    --external:@azure/functions-core --outfile="$stage/portal.mjs" --log-level=warning \
+    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+  hash='<package-sha256>'
+  if [[ $DRY_RUN != 1 ]]; then
+    printf '{"name":"dps-jwt-webhook-portal","private":true,"type":"module","main":"portal.mjs"}\n' >"$stage/package.json"
+    # routePrefix '': the pages live at the site root (/devices), not under /api.
+    printf '{"version":"2.0","extensions":{"http":{"routePrefix":""}}}\n' >"$stage/host.json"
+  fi
+  call --passthrough --cwd "$stage" -- zip -q -X -r ../portal.zip .
+  if [[ $DRY_RUN != 1 ]]; then hash=$(package_hash "$stage/../portal.zip"); fi
+  published=''
+  call --into published --placeholder '' -- az functionapp show -g "$RG" -n "$APP" --query "tags.$HASH_TAG" -o tsv
+  if [[ $published == "$hash" ]]; then
+    note "portal code: unchanged since the last publish (sha256 $hash)"
+  else
+    call -- az functionapp deployment source config-zip -g "$RG" -n "$APP" --src "$stage/../portal.zip" -o none
+    call -- az tag update --resource-id "$APP_ID" --operation Merge --tags "$HASH_TAG=$hash" -o none
+  fi
+fi
 
 if [[ $DRY_RUN == 1 ]]; then exit 0; fi
 say ""

@@ -44,6 +44,10 @@ Creates what is missing (each resource is looked up first; a second run changes 
                                          AzureWebJobsStorage is deleted (identity only)
   npm run package, then az functionapp deployment source config-zip --src dist/app.zip
                                          (only when the package differs from the last one published)
+  with --portal, then scripts/deploy-portal.sh for the activation portal's own function app (its identity with
+                                         "Key Vault Secrets Officer" on the vault, an Entra app registration with
+                                         the app role Device.Activate, App Service Authentication; see
+                                         docs/portal.md), with the same resource group, location and vault
 
 Options:
   --location LOC           Azure region with Flex Consumption, e.g. westeurope (required;
@@ -75,6 +79,13 @@ Options:
                            func: func azure functionapp publish from the unpacked dist/app.zip
   --no-publish             create and configure, publish nothing
   --force-publish          publish even when the package is unchanged
+  --portal                 also deploy the activation portal (scripts/deploy-portal.sh). Creating its Entra app
+                           registration needs Entra rights (Application Developer or "users can register
+                           applications"); without them, have an admin create it and pass --portal-client-id
+  --portal-app NAME        the portal's function app (default PREFIX-portal, or APP-portal)
+  --portal-storage NAME    its storage account (default PREFIX without - plus "pst", or STORAGE's first 21 + "pst")
+  --portal-client-id ID    an existing app registration for the portal's sign-in
+  --portal-fields FILE     the activation form's fields (default portal/fields.example.json)
   --project-dir DIR        the project to package (default: this repository; needs npm ci done)
   --dry-run                print every step, run none (plans for an empty subscription; values read from Azure
                            appear as <placeholders>)
@@ -106,6 +117,8 @@ EXTRA_SETTINGS=()
 PUBLISH=zip
 FORCE_PUBLISH=0
 PROJECT_DIR=$REPO_ROOT
+PORTAL=0
+PORTAL_ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --location | -l) LOCATION=$(opt_value "$@"); shift 2 ;;
@@ -130,6 +143,11 @@ while [[ $# -gt 0 ]]; do
     --no-publish) PUBLISH=none; shift ;;
     --force-publish) FORCE_PUBLISH=1; shift ;;
     --project-dir) PROJECT_DIR=$(opt_value "$@"); shift 2 ;;
+    --portal) PORTAL=1; shift ;;
+    --portal-app) PORTAL_ARGS+=(--app "$(opt_value "$@")"); shift 2 ;;
+    --portal-storage) PORTAL_ARGS+=(--storage "$(opt_value "$@")"); shift 2 ;;
+    --portal-client-id) PORTAL_ARGS+=(--client-id "$(opt_value "$@")"); shift 2 ;;
+    --portal-fields) PORTAL_ARGS+=(--fields-file "$(opt_value "$@")"); shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -225,6 +243,21 @@ if [[ $PUBLISH != none ]]; then
   if [[ ! -f $PROJECT_DIR/host.json ]]; then usage_error "--project-dir $PROJECT_DIR has no host.json (the Functions host needs it)"; fi
 fi
 
+# The portal: deploy-portal.sh, the one source of its steps, on the same group, location and vault. Its own
+# argument checks run here first (a --dry-run of it prints nothing we keep), so a bad portal argument stops before
+# anything is created.
+if [[ ${#PORTAL_ARGS[@]} -gt 0 && $PORTAL != 1 ]]; then usage_error "${PORTAL_ARGS[0]/--/--portal-} needs --portal"; fi
+if [[ $PORTAL == 1 ]]; then
+  portal_app=$APP-portal portal_storage=${STORAGE:0:21}pst
+  if [[ -n $PREFIX ]]; then portal_app=$PREFIX-portal portal_storage=${PREFIX//-/}pst; fi
+  # Defaults first: deploy-portal.sh takes the last of a repeated flag, so --portal-app and friends win.
+  PORTAL_ARGS=(--location "$LOCATION" -g "$RG" --vault "$VAULT" --app "$portal_app" --storage "${portal_storage:0:24}" "${PORTAL_ARGS[@]}")
+  if [[ $PUBLISH == none ]]; then PORTAL_ARGS+=(--no-publish); fi
+  if ! portal_check=$(bash "$SCRIPT_DIR/deploy-portal.sh" "${PORTAL_ARGS[@]}" --dry-run 2>&1 >/dev/null); then
+    usage_error "--portal: $(head -n 1 <<<"${portal_check#deploy-portal.sh: }")"
+  fi
+fi
+
 if [[ $DRY_RUN == 1 ]]; then
   note "# dry run: nothing runs; the plan assumes an empty subscription and shows values read from Azure as <placeholders>"
 fi
@@ -283,23 +316,6 @@ fi
 VAULT_URI=''
 call --into VAULT_URI --placeholder "https://$VAULT.vault.azure.net/" -- az keyvault show -n "$VAULT" -g "$RG" --query properties.vaultUri -o tsv
 VAULT_URI=${VAULT_URI%/}
-
-# grant SCOPE_ID SCOPE_NAME ASSIGNEE_ID PRINCIPAL_TYPE ROLE: ROLE on that one resource, unless already there. The
-# check lists the scope's assignments and filters by principalId: `--assignee` would ask Microsoft Graph, which does
-# not know a just-created identity yet (facts §2.3.6). The create names the principal by object id and type for
-# the same reason.
-grant() {
-  local scope=$1 scope_name=$2 assignee=$3 type=$4 role=$5 count=''
-  call --into count --placeholder 0 -- az role assignment list --scope "$scope" --role "$role" \
-    --query "[?principalId=='$assignee'] | length(@)" -o tsv
-  if [[ ${count:-0} != 0 ]]; then
-    note "role \"$role\" on $scope_name for $assignee: exists"
-    return 0
-  fi
-  local args=(az role assignment create --assignee-object-id "$assignee" --role "$role" --scope "$scope")
-  if [[ -n $type ]]; then args+=(--assignee-principal-type "$type"); fi
-  call -- "${args[@]}" -o none
-}
 
 if [[ $OPERATOR != none ]]; then
   operator_id=$OPERATOR
@@ -430,14 +446,6 @@ fi
 # ---------------------------------------------------------------------------------------------------------------------
 # The code: dist/app.zip from `npm run package` (the bundle, host.json, package.json), published when it changed.
 
-# package_hash ZIP: sha256 over the member names and contents (a zip's own bytes change with every build's
-# timestamps, so they cannot say "unchanged").
-package_hash() {
-  local zip=$1 sum
-  sum=$( { unzip -Z1 "$zip" | LC_ALL=C sort; unzip -Z1 "$zip" | LC_ALL=C sort | while IFS= read -r member; do unzip -p "$zip" "$member"; done; } | openssl dgst -sha256 -r)
-  printf '%s' "${sum%% *}"
-}
-
 if [[ $PUBLISH != none ]]; then
   if [[ $DRY_RUN != 1 && ! -d $PROJECT_DIR/node_modules ]]; then
     fail "$PROJECT_DIR has no node_modules: run npm ci there first (npm run package bundles from it)"
@@ -471,6 +479,13 @@ if [[ $PUBLISH != none ]]; then
     # Tags only (az resource tag would GET and PUT the whole site, facts §2.3.4).
     call -- az tag update --resource-id "$APP_ID" --operation Merge --tags "$HASH_TAG=$hash" -o none
   fi
+fi
+
+if [[ $PORTAL == 1 ]]; then
+  args=("${PORTAL_ARGS[@]}")
+  if [[ $DRY_RUN == 1 ]]; then args+=(--dry-run); fi
+  note "# the portal: scripts/deploy-portal.sh $(quote_cmd "${args[@]}")"
+  bash "$SCRIPT_DIR/deploy-portal.sh" "${args[@]}" || fail "the portal's deploy failed (the webhook is deployed; run deploy.sh --portal again)"
 fi
 
 if [[ $DRY_RUN == 1 ]]; then exit 0; fi

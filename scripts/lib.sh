@@ -305,6 +305,55 @@ ensure_extension() {
 ensure_iot_extension() { ensure_extension azure-iot; }
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Steps deploy.sh and deploy-portal.sh share
+
+# grant SCOPE_ID SCOPE_NAME ASSIGNEE_ID PRINCIPAL_TYPE ROLE: ROLE on that one resource, unless already there. The
+# check lists the scope's assignments and filters by principalId: `--assignee` would ask Microsoft Graph, which does
+# not know a just-created identity yet (facts §2.3.6). The create names the principal by object id and type for
+# the same reason.
+grant() {
+  local scope=$1 scope_name=$2 assignee=$3 type=$4 role=$5 count=''
+  call --into count --placeholder 0 -- az role assignment list --scope "$scope" --role "$role" \
+    --query "[?principalId=='$assignee'] | length(@)" -o tsv
+  if [[ ${count:-0} != 0 ]]; then
+    note "role \"$role\" on $scope_name for $assignee: exists"
+    return 0
+  fi
+  local args=(az role assignment create --assignee-object-id "$assignee" --role "$role" --scope "$scope")
+  if [[ -n $type ]]; then args+=(--assignee-principal-type "$type"); fi
+  call -- "${args[@]}" -o none
+}
+
+# package_hash ZIP: sha256 over the member names and contents (a zip's own bytes change with every build's
+# timestamps, so they cannot say "unchanged").
+package_hash() {
+  local zip=$1 sum
+  sum=$( { unzip -Z1 "$zip" | LC_ALL=C sort; unzip -Z1 "$zip" | LC_ALL=C sort | while IFS= read -r member; do unzip -p "$zip" "$member"; done; } | openssl dgst -sha256 -r)
+  printf '%s' "${sum%% *}"
+}
+
+# write_settings_file VAR NAME=VALUE...: VAR = a new 0600 file in the private directory holding the settings as one
+# JSON object, for `az functionapp config appsettings set --settings @FILE`: az parses an item that is JSON as a
+# dict of settings (appservice custom.py update_app_settings, shell_safe_json_parse), so a secret value never
+# stands in any process's argv. Under --dry-run VAR is <settings.json> and nothing is written.
+write_settings_file() {
+  local var=$1 settings_path pair name value json='' sep=''
+  shift
+  if [[ $DRY_RUN == 1 ]]; then printf -v "$var" '%s' '<settings.json>'; return 0; fi
+  new_temp_file settings_path "settings.$RANDOM.json"
+  for pair in "$@"; do
+    name=${pair%%=*} value=${pair#*=}
+    if [[ $value == *[[:cntrl:]]* ]]; then fail "setting $name: the value holds a control character"; fi
+    value=${value//\\/\\\\}
+    value=${value//\"/\\\"}
+    json+="$sep\"$name\":\"$value\""
+    sep=','
+  done
+  printf '{%s}\n' "$json" >"$settings_path"
+  printf -v "$var" '%s' "$settings_path"
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Key Vault secrets as the scripts read them: never by value. A disabled secret answers 403 SecretDisabled to a read
 # (facts §3, K1), so its state comes from list-versions, which returns attributes and tags of every version (K4);
 # the current version is the newest.

@@ -130,6 +130,47 @@ describe('the strict az stand-in', () => {
     expect(JSON.parse(readFileSync(join(box.dir, 'state.json'), 'utf8')).apps.fn2.settings).not.toHaveProperty('FUNCTIONS_WORKER_RUNTIME');
   });
 
+  it('app settings: a JSON @file item is a dict of settings (the value never in argv); an item neither JSON nor NAME=VALUE is refused', () => {
+    const file = join(box.dir, 'settings.json');
+    writeFileSync(file, '{"PORTAL_CSRF_SECRET":"Q1NSRnNlY3JldA==","A":"x=y"}\n');
+    const r = box.az(['functionapp', 'config', 'appsettings', 'set', '-g', 'rg', '-n', 'fn2', '--settings', 'B=1', `@${file}`, '-o', 'none']);
+    expect(r.status).toBe(0);
+    expect(box.state().apps.fn2.settings).toMatchObject({ PORTAL_CSRF_SECRET: 'Q1NSRnNlY3JldA==', A: 'x=y', B: '1' });
+    expect(r.calls.flat().join(' ')).not.toContain('Q1NSRnNlY3JldA==');
+    expect(box.az(['functionapp', 'config', 'appsettings', 'set', '-g', 'rg', '-n', 'fn2', '--settings', 'novalue']).status).toBe(1);
+  });
+
+  it('Entra: --display-name is a prefix match, --filter eq is exact; create of an existing name patches it; sp show of a missing one is not found', () => {
+    const create = (name: string) => box.az(['ad', 'app', 'create', '--display-name', name, '--query', 'appId', '-o', 'tsv']).stdout.trim();
+    const old = create('acme-portal-old');
+    const portal = create('acme-portal');
+    expect(create('acme-portal')).toBe(portal);
+    expect(box.az(['ad', 'app', 'list', '--display-name', 'acme-portal', '--query', 'length(@)', '-o', 'tsv']).stdout).toBe('2\n');
+    expect(box.az(['ad', 'app', 'list', '--filter', "displayName eq 'acme-portal'", '--query', '[].appId', '-o', 'tsv']).stdout).toBe(`${portal}\n`);
+    expect(old).not.toBe(portal);
+    const missing = box.az(['ad', 'sp', 'show', '--id', portal]);
+    expect(missing.status).toBe(3);
+    expect(missing.stderr).toContain('does not exist');
+    expect(box.az(['ad', 'sp', 'create', '--id', portal, '-o', 'none']).status).toBe(0);
+    expect(box.az(['ad', 'sp', 'update', '--id', portal, '--set', 'appRoleAssignmentRequired=true']).status).toBe(0);
+    expect(box.az(['ad', 'sp', 'show', '--id', portal, '--query', 'appRoleAssignmentRequired', '-o', 'tsv']).stdout).toBe('true\n');
+    // The role module defines no --password for credential reset (Graph makes the secret): refused.
+    expect(box.az(['ad', 'app', 'credential', 'reset', '--id', portal, '--password', 'x']).status).toBe(2);
+  });
+
+  it('App Service Authentication v2 needs the authV2 extension; --allowed-token-audiences takes one value', () => {
+    const update = ['webapp', 'auth', 'microsoft', 'update', '-g', 'rg', '-n', 'fn2', '--client-id', 'c', '--yes', '-o', 'none'];
+    const before = box.az(update);
+    expect(before.status).toBe(2);
+    expect(before.stderr).toContain("'microsoft' is misspelled or not recognized by the system.");
+    expect(box.az(['extension', 'add', '--name', 'authV2', '--only-show-errors']).status).toBe(0);
+    expect(box.az(update).status).toBe(0);
+    const two = box.az([...update, '--allowed-token-audiences', 'api://a', 'api://b']);
+    expect(two.status).toBe(2);
+    expect(two.stderr).toContain('unrecognized arguments: api://b');
+    expect(box.az(['webapp', 'auth', 'update', '-g', 'rg', '-n', 'fn2', '--action', 'LoginWithAzureActiveDirectory']).status).toBe(2);
+  });
+
   it("every az command of every script's --dry-run plan passes the table", () => {
     const project = join(box.dir, 'project');
     mkdirSync(project, { recursive: true });
@@ -147,6 +188,9 @@ describe('the strict az stand-in', () => {
       ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--purge']],
       ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--group-id', 'g']],
       ['deprovision.sh', [...dps, '--vault', 'kvx', '--group-id', 'g']],
+      ['deploy-portal.sh', ['--location', 'westeurope', '--prefix', 'dry2']],
+      ['deploy-portal.sh', ['--location', 'westeurope', '-g', 'rg', '--vault', 'kvx', '--app', 'portalx', '--storage', 'stx', '--client-id', '00000000-0000-4000-8000-000000000002', '--no-publish']],
+      ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry3', '--project-dir', project, '--portal']],
     ];
     let checked = 0;
     for (const [script, args] of plans) {
@@ -160,6 +204,6 @@ describe('the strict az stand-in', () => {
         checked++;
       }
     }
-    expect(checked).toBeGreaterThan(90);
+    expect(checked).toBeGreaterThan(150);
   });
 });

@@ -81,4 +81,24 @@ describe('interrupted scripts leave no temporary file', () => {
     expect(register.signal ?? register.status).not.toBe(0);
     expect(leftovers(box)).toEqual([]);
   });
+
+  it('deploy-portal.sh interrupted while az holds the settings file with the portal secrets: the 0600 file is gone, no secret in argv', async () => {
+    box.setState((s) => {
+      s.vaults = { 'demo1-kv': { rbac: true, resourceGroup: 'demo1-rg', secrets: {}, deleted: {} } };
+    });
+    const r = await box.interrupt('deploy-portal.sh', ['--location', 'westeurope', '-g', 'demo1-rg', '--vault', 'demo1-kv', '--app', 'demo1-portal', '--storage', 'demo1pst', '--no-publish'], {
+      hang: 'appsettings set -g demo1-rg -n demo1-portal',
+      signal: 'SIGINT',
+      group: true,
+    });
+    expect(r.hungPid).toBeGreaterThan(0);
+    expect(r.signal ?? r.status).not.toBe(0);
+    const settingsFile = r.tmpAtSignal.find((f) => /\/settings\.[0-9]+\.json$/.test(f.path));
+    expect(settingsFile?.mode).toBe(0o600);
+    expect(r.tmpAtSignal.find((f) => settingsFile!.path.startsWith(`${f.path}/`))?.mode).toBe(0o700);
+    expect(leftovers(box)).toEqual([]);
+    const argv = box.allCalls().flat().join(' ');
+    expect(argv).toContain('@');
+    expect(argv).not.toMatch(/PORTAL_CSRF_SECRET=|MICROSOFT_PROVIDER_AUTHENTICATION_SECRET=/);
+  });
 });

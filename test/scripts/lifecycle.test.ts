@@ -19,6 +19,9 @@ describe('first and second run of every script, from an empty subscription', () 
       secrets.add(e.keys.primaryKey);
       secrets.add(e.keys.secondaryKey);
     }
+    // The portal's Entra client secret and CSRF secret (issue 12 item 3 applied to the portal, issue 15 item 5).
+    const portal = box.state().apps?.['life-portal']?.settings ?? {};
+    for (const name of ['MICROSOFT_PROVIDER_AUTHENTICATION_SECRET', 'PORTAL_CSRF_SECRET']) if (portal[name]) secrets.add(portal[name]);
     for (const g of Object.values<{ keys: { primaryKey: string } }>(dps?.groups ?? {})) {
       secrets.add(createHmac('sha256', Buffer.from(g.keys.primaryKey, 'base64')).update('sn-007').digest('base64'));
     }
@@ -61,6 +64,42 @@ describe('first and second run of every script, from an empty subscription', () 
   it('deploy', () => {
     const [first] = twice('deploy.sh', ['--location', 'westeurope', '--prefix', 'life', '--hubs', '2', '--project-dir', project]);
     expect(first.stdout).toContain('export DPSJWT_RESOURCE_GROUP=life-rg DPSJWT_DPS=life-dps DPSJWT_VAULT=life-kv DPSJWT_APP=life-fn');
+  });
+
+  it('deploy --portal: the portal app, its identity and role, its Entra app and sign-in; a second run changes nothing', () => {
+    const [first, again] = twice('deploy.sh', ['--location', 'westeurope', '--prefix', 'life', '--hubs', '2', '--project-dir', project, '--portal']);
+    const state = box.state();
+    const portal = state.apps['life-portal'];
+    expect(portal.flex).toBe(true);
+    const entra = Object.values<any>(state.adApps);
+    expect(entra.map((a) => a.displayName)).toEqual(['life-portal']);
+    expect(entra[0].appRoles.map((r: { value: string }) => r.value)).toEqual(['Device.Activate']);
+    expect(entra[0].web.redirectUris).toEqual(['https://life-portal.azurewebsites.net/.auth/login/aad/callback']);
+    expect(entra[0].passwordCredentials).toHaveLength(1);
+    expect(state.servicePrincipals[entra[0].appId].appRoleAssignmentRequired).toBe(true);
+    // The portal's identity may change keys on this vault only; the webhook's stays read-only.
+    const vaultId = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/life-rg/providers/Microsoft.KeyVault/vaults/life-kv';
+    expect(state.roles.filter((r: any) => r.principalId === portal.identity.principalId)).toEqual([
+      { principalId: portal.identity.principalId, principalType: 'ServicePrincipal', role: 'Key Vault Secrets Officer', scope: vaultId },
+    ]);
+    expect(state.roles.filter((r: any) => r.principalId === state.apps['life-fn'].identity.principalId && r.scope === vaultId).map((r: any) => r.role)).toEqual(['Key Vault Secrets User']);
+    expect(portal.auth).toMatchObject({
+      platform: { enabled: true },
+      globalValidation: { unauthenticatedClientAction: 'RedirectToLoginPage', requireAuthentication: true, redirectToProvider: 'azureactivedirectory' },
+      httpSettings: { requireHttps: true },
+      identityProviders: { azureActiveDirectory: { registration: { clientId: entra[0].appId, clientSecretSettingName: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET', openIdIssuer: 'https://login.microsoftonline.com/tttttttt-0000-0000-0000-000000000000/v2.0' } } },
+    });
+    expect(portal.settings).toMatchObject({ KEY_VAULT_URL: 'https://life-kv.vault.azure.net', MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: expect.any(String), PORTAL_CSRF_SECRET: expect.any(String) });
+    expect(JSON.parse(portal.settings.PORTAL_FIELDS).fields.length).toBeGreaterThan(0);
+    expect(Buffer.from(portal.settings.PORTAL_CSRF_SECRET, 'base64')).toHaveLength(32);
+    expect(portal.published).toBe(true);
+    expect(again.stderr).toContain('portal code: unchanged since the last publish');
+    // The secrets reached az only through the 0600 settings file: never in any argv the stand-in recorded.
+    const settingsCall = first.calls.find((c) => c.join(' ').startsWith('az functionapp config appsettings set -g life-rg -n life-portal'));
+    expect(settingsCall?.some((a) => /^@.*settings\.[0-9]+\.json$/.test(a))).toBe(true);
+    const argv = box.allCalls().flat().join('\n');
+    expect(argv).not.toContain(portal.settings.MICROSOFT_PROVIDER_AUTHENTICATION_SECRET);
+    expect(argv).not.toContain(portal.settings.PORTAL_CSRF_SECRET);
   });
 
   it('keygen (a second run refuses to overwrite and changes nothing)', () => {
