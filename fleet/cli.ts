@@ -4,10 +4,9 @@
  * prints its summary, and maps errors to exit codes (errors.ts). Commands are typed functions that throw; only this
  * file touches process.argv, process.env, the terminal and the exit code.
  */
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SUPPORTED_ALGORITHMS } from '../functions/core/policy.js';
+import { isEntryPoint } from '../sample-device/entry-point.js';
 import { DEFAULT_CONCURRENCY, importFleet, type ImportSummary } from './commands/import.js';
 import { chooseCredential, CREDENTIAL_KINDS, type CredentialKind } from './credential.js';
 import { EXIT_CODE_SUMMARIES, EXIT_CODES, FleetError, usageError } from './errors.js';
@@ -250,15 +249,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
 }
 
-function isEntryPoint(moduleUrl: string): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return moduleUrl === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
 
 if (isEntryPoint(import.meta.url)) {
   const controller = new AbortController();

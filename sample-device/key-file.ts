@@ -16,3 +16,15 @@ export async function loadPrivateKeyFile(path: string, flag = '--private-key'): 
   }
   return importDevicePrivateKey(pem, `${flag} ${path}`);
 }
+
+/** The CA certificate (PEM) a local DPS or hub is trusted with (`--ca FILE`). */
+export async function loadCaFile(path: string): Promise<string> {
+  let ca: string;
+  try {
+    ca = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new SampleDeviceError('file', `--ca ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'unknown error'})`);
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new SampleDeviceError('file', `--ca ${path} is not a PEM certificate`);
+  return ca;
+}

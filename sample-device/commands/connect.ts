@@ -5,11 +5,11 @@
  * the signal aborts. Throws SampleDeviceError (hub_unreachable, hub_unauthorized, twin_timeout, ...); never puts the
  * key, the connection string or a SAS into a result, a line or an error.
  */
-import { readFile } from 'node:fs/promises';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
 import iotCommon from 'azure-iot-common';
 import { SampleDeviceError, usageError } from '../errors.js';
+import { loadCaFile } from '../key-file.js';
 import { decodeSymmetricKey, deriveDeviceKey } from '../jwt.js';
 import { parseDpsHost } from '../transport.js';
 
@@ -109,15 +109,7 @@ export async function connect(options: ConnectOptions): Promise<ConnectResult> {
   } else {
     throw usageError('--symmetric-key', 'or --group-key is required (or set DEVICE_SYMMETRIC_KEY / DEVICE_GROUP_KEY)');
   }
-  let ca: string | undefined;
-  if (options.caFile !== undefined) {
-    try {
-      ca = await readFile(options.caFile, 'utf8');
-    } catch (error) {
-      throw new SampleDeviceError('file', `--ca ${options.caFile} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'unknown error'})`);
-    }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new SampleDeviceError('file', `--ca ${options.caFile} is not a PEM certificate`);
-  }
+  const ca = options.caFile === undefined ? undefined : await loadCaFile(options.caFile);
 
   // HostName names the hub (SAS resource, MQTT username); GatewayHostName is where the SDK's socket goes.
   const connectionString = `HostName=${options.hub};DeviceId=${options.deviceId};SharedAccessKey=${deviceKey}${options.hubHost !== undefined ? `;GatewayHostName=${via}` : ''}`;

@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import provisioningDevice from 'azure-iot-provisioning-device';
 import symmetricKeySecurity from 'azure-iot-security-symmetric-key';
 import { SampleDeviceError, usageError } from '../errors.js';
 import { explainRegistrationError } from '../dps-errors.js';
-import { loadPrivateKeyFile } from '../key-file.js';
+import { loadCaFile, loadPrivateKeyFile } from '../key-file.js';
 import { assertLifetime, assertRegistrationId, decodeSymmetricKey, deriveDeviceKey, privateKeyThumbprint, signDeviceToken } from '../jwt.js';
 import { createTransport, DEFAULT_DPS_HOST, parseDpsHost, TRANSPORTS, type TransportKind } from '../transport.js';
 
@@ -111,15 +110,7 @@ export async function register(options: RegisterOptions): Promise<RegisterResult
   const { deviceKey, attestation } = pickKey(options);
 
   const privateKey = await loadPrivateKeyFile(options.privateKeyFile);
-  let ca: string | undefined;
-  if (options.caFile !== undefined) {
-    try {
-      ca = await readFile(options.caFile, 'utf8');
-    } catch (error) {
-      throw new SampleDeviceError('file', `--ca ${options.caFile} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'unknown error'})`);
-    }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new SampleDeviceError('file', `--ca ${options.caFile} is not a PEM certificate`);
-  }
+  const ca = options.caFile === undefined ? undefined : await loadCaFile(options.caFile);
 
   const now = Math.floor(Date.now() / 1000);
   let jwt = await signDeviceToken({
