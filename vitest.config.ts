@@ -8,6 +8,9 @@ export default defineConfig({
     globalSetup: ['test/support/global-setup.ts'],
     // vitest's own summary, then one plain `N passed, N failed, N skipped` line for CI.
     reporters: ['default', './test/support/summary-reporter.ts'],
+    // vitest's default is one worker per core less one: a single worker on CI's 2 cores. Most files wait on child
+    // processes, sockets and timers (the local DPS, the fake az, Azurite, Chromium), so two workers halve the run.
+    maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },
