@@ -769,7 +769,6 @@ function table(results: Results): string {
     ['5', `cold storm, Key Vault (${s.vaultLatencyMs} ms a read): ${n(s.devices)} devices x ${s.burstPerDevice} at once`, '', '', n(s.waves[0]?.p99Ms ?? 0, 1), n(s.refused + s.unanswered),
       `vault reads ${n(s.vaultReads)} (${n(s.vaultReadsPerDevice, 2)}/device), peak ${s.peakConcurrentVaultReads} at once (limit ${s.maxConcurrentReads}); wave 1: ${n(s.firstWaveOk)} ok, ${n(s.waves[0]?.retry ?? 0)} x 503; all admitted after ${s.waves.length} waves, ${n(s.secondsToAdmitAll, 1)} s`],
     ['6', `memory, ${n(m.keys)} cached device keys`, '', '', '', '', `RSS ${n(m.rssMB, 1)} MB (heap ${n(m.heapUsedMB, 1)} MB; empty ${n(m.baselineRssMB, 1)} MB; ${n(m.bytesPerKey)} B/key)`],
-    ...fleetRows(results.fleet),
     ['7', `cold start to 1st device admitted via Key Vault, bundled`, '', n(c.bundled.sinceStartMs, 1), '', '0',
       `median of ${c.starts}: node ${n(c.bundled.bootMs, 1)} + import ${n(c.bundled.importMs, 1)} + admission ${n(c.bundled.firstAdmissionMs, 1)} ms; best ${n(c.bundled.bestSinceStartMs, 1)} ms; CPU ${n(c.bundled.cpuMs, 1)} ms`],
     ['7b', `cold start to 1st device admitted via Key Vault, unbundled`, '', n(c.unbundled.sinceStartMs, 1), '', '0',
@@ -780,6 +779,7 @@ function table(results: Results): string {
       `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate; one jose verify ${us(cpu.rawVerifyUs)}`],
     ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
       `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
+    ...fleetRows(results.fleet),
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
