@@ -4,13 +4,12 @@
  * key rules (no `.`, `$`, space or C0/C1 control; `:`, `@`, `+` allowed) [azure-cli-facts.md §4.3 H1]; Key Vault
  * allows 15 tags of at most 256 characters per name and value [§3 K9], one of which is the digest tag.
  */
+import { twinKeyProblem } from '../functions/core/twin.js';
 import { DIGEST_TAG } from './keys.js';
 
 export const MAX_ROW_TAGS = 14;
 const MAX_TAG_CHARS = 256;
 const DESIRED = 'desired.';
-// Twin key rule: no '.', '$', space, C0 (U+0000-U+001F, U+007F) or C1 (U+0080-U+009F) controls.
-const TWIN_KEY = /^[^.$ \u0000-\u001f\u007f-\u009f]+$/;
 /** Names the tools write or the webhook reserves: a manifest may not set them. */
 const RESERVED = new Set([DIGEST_TAG, 'file-encoding', 'provisioning']);
 
@@ -58,10 +57,12 @@ function checkTag(name: string, value: unknown): TagProblem | undefined {
   if (name.length > MAX_TAG_CHARS) return new TagProblem('tags_invalid', `tag name "${clip(name)}" is over ${MAX_TAG_CHARS} characters`);
   if (RESERVED.has(name.toLowerCase())) return new TagProblem('tag_reserved', `tag "${name}" is reserved (written by the tools or the webhook)`);
   const twinKey = name.startsWith(DESIRED) ? name.slice(DESIRED.length) : name;
-  if (!TWIN_KEY.test(twinKey)) {
+  // The webhook's own rule (functions/core/twin.ts), so a row the import accepts is never dropped from the twin.
+  const keyProblem = twinKeyProblem(twinKey);
+  if (keyProblem !== undefined) {
     return new TagProblem(
       'tags_invalid',
-      `tag name "${clip(name)}" is not a twin key: no ".", "$", space or control character${name.startsWith(DESIRED) ? ` after "${DESIRED}"` : ` (only the "${DESIRED}<prop>" prefix may have a dot)`}`,
+      `tag name "${clip(name)}" is not a twin key (${keyProblem}): no ".", "$", space or control character${name.startsWith(DESIRED) ? ` after "${DESIRED}"` : ` (only the "${DESIRED}<prop>" prefix may have a dot)`}`,
     );
   }
   if (typeof value !== 'string') return new TagProblem('tags_invalid', `tag "${clip(name)}" must have a string value`);

@@ -32,8 +32,9 @@ const MAX_NAME_REPORTED = 64;
 
 // IoT Hub twin keys: UTF-8, case-sensitive, up to 1 KB; "allowed characters exclude UNICODE control characters
 // (segments C0 and C1), '.', '$' and SP" (iot-hub-devguide-device-twins, "Tags and properties format"). Everything
-// else is allowed, `:`, `@` and `+` included.
-const FORBIDDEN_IN_KEY = /[\u0000-\u001f\u0080-\u009f.$ ]/;
+// else is allowed, `:`, `@` and `+` included. DEL (U+007F), a Unicode control character between the two segments, is
+// refused too: the safe reading of "control characters".
+const FORBIDDEN_IN_KEY = /[\u0000-\u001f\u007f-\u009f.$ ]/;
 // A lone surrogate has no UTF-8 form. The cheap test first: most text has no surrogate at all.
 const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -68,6 +68,8 @@ describe('store tag names follow IoT Hub twin key rules (CONTRACTS 2, issue 13 i
     expect(twinKeyProblem('ok:1@2+3')).toBeUndefined();
     expect(twinKeyProblem('a.b')).toMatch(/'\.'/);
     expect(twinKeyProblem('\uD800')).toMatch(/UTF-8/);
+    // DEL (U+007F) is a Unicode control character too, between the C0 and C1 segments.
+    expect(twinKeyProblem('a\u007fb')).toMatch(/control character/);
   });
 });
 
