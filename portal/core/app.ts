@@ -1,3 +1,4 @@
+import { isRegistrationId } from '../../functions/core/request.js';
 import { csrfToken, csrfTokenValid, sameOriginRequest } from './auth.js';
 import { validateForm, type FieldConfig } from './fields.js';
 import { devicePage, devicesPage, messagePage, revokePage, STYLESHEET, type PageContext } from './pages.js';
@@ -48,7 +49,6 @@ export interface PortalOptions {
 export type PortalHandler = (request: PortalRequest) => Promise<PortalResponse>;
 
 /** DPS registration ids: up to 128 of alphanumerics and - . _ : (DPS device API). */
-const REGISTRATION_ID = /^[A-Za-z0-9\-._:]{1,128}$/;
 
 const SECURITY_HEADERS: Record<string, string> = {
   // No script at all; styles only from our own stylesheet; forms post only back here; never framed.
@@ -121,7 +121,7 @@ export function createPortal(options: PortalOptions): PortalHandler {
       const disabled = await store.listDisabled();
       const needle = query.toLowerCase();
       const matching = disabled.filter((d) => d.id.toLowerCase().includes(needle)).sort((a, b) => a.id.localeCompare(b.id));
-      const exact = query !== '' && REGISTRATION_ID.test(query) ? await store.get(query) : undefined;
+      const exact = query !== '' && isRegistrationId(query) ? await store.get(query) : undefined;
       return page(200, devicesPage(ctx, matching, query, exact));
     }
 
@@ -131,7 +131,7 @@ export function createPortal(options: PortalOptions): PortalHandler {
     } catch {
       id = '';
     }
-    if (!REGISTRATION_ID.test(id)) {
+    if (!isRegistrationId(id)) {
       return page(400, messagePage(ctx, 'Not a device id', 'A device id is 1-128 letters, digits, "-", ".", "_" or ":".', { href: `${base}/devices`, text: 'Devices awaiting activation' }));
     }
     const action = segments[2];
@@ -240,7 +240,7 @@ function actionOf(path: string): AuditEntry['action'] {
 
 function deviceOf(path: string): { device?: string } {
   const segment = path.split('/')[2];
-  return segment !== undefined && REGISTRATION_ID.test(segment) ? { device: segment } : {};
+  return segment !== undefined && isRegistrationId(segment) ? { device: segment } : {};
 }
 
 export function readCookie(header: string | undefined, name: string): string | undefined {

@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { WebhookError } from '../../functions/core/reasons.js';
+import { asciiLower, KEY_FILE_EXTENSIONS, META_EXTENSION } from '../../functions/keys/folder.js';
+import { parseMeta as parseFolderMeta } from '../../functions/keys/local.js';
 import type { DeviceKeyState, DeviceKeyStore, UpdateResult } from '../core/ports.js';
 
 /**
@@ -13,8 +16,6 @@ import type { DeviceKeyState, DeviceKeyStore, UpdateResult } from '../core/ports
  * the meta, writes only if its digest is still the expected one, and replaces the file atomically (temp file in the
  * folder, then rename), so the webhook never reads half a file.
  */
-const KEY_EXTENSIONS = ['.pem', '.jwk', '.json'];
-const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 const LOCK_WAIT_MS = 5_000;
 /** A lock older than this was left by a crashed writer (a write takes milliseconds). */
 const STALE_LOCK_MS = 30_000;
@@ -28,20 +29,14 @@ export class KeyFolderError extends Error {
   override name = 'KeyFolderError';
 }
 
+/** The webhook's own reading of a `.meta` (functions/keys/local.ts), so the portal never writes over what it would refuse. */
 function parseMeta(text: string, file: string): Meta {
-  let doc: unknown;
   try {
-    doc = JSON.parse(text);
-  } catch {
-    throw new KeyFolderError(`${file} is not valid JSON`);
+    const meta = parseFolderMeta(text, file);
+    return { enabled: meta.enabled, tags: { ...meta.tags } };
+  } catch (error) {
+    throw error instanceof WebhookError ? new KeyFolderError(error.message) : error;
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new KeyFolderError(`${file} must be a JSON object`);
-  const { enabled = true, tags = {} } = doc as { enabled?: unknown; tags?: unknown };
-  if (typeof enabled !== 'boolean') throw new KeyFolderError(`${file}: "enabled" must be true or false`);
-  if (typeof tags !== 'object' || tags === null || Array.isArray(tags) || !Object.values(tags).every((v) => typeof v === 'string')) {
-    throw new KeyFolderError(`${file}: "tags" must be an object of strings`);
-  }
-  return { enabled, tags: { ...(tags as Record<string, string>) } };
 }
 
 const digest = (bytes: string | undefined) => (bytes === undefined ? 'absent' : createHash('sha256').update(bytes).digest('hex'));
@@ -53,9 +48,9 @@ export function createFolderStore(dir: string): DeviceKeyStore {
     const metas = new Map<string, string>();
     for (const name of await readdir(dir)) {
       const lower = asciiLower(name);
-      const ext = KEY_EXTENSIONS.find((e) => lower.endsWith(e));
+      const ext = KEY_FILE_EXTENSIONS.find((e) => lower.endsWith(e));
       if (ext !== undefined && !name.startsWith('.')) keys.set(lower.slice(0, -ext.length), name);
-      else if (lower.endsWith('.meta') && !name.startsWith('.')) metas.set(lower.slice(0, -'.meta'.length), name);
+      else if (lower.endsWith(META_EXTENSION) && !name.startsWith('.')) metas.set(lower.slice(0, -META_EXTENSION.length), name);
     }
     return { keys, metas };
   }
@@ -114,7 +109,7 @@ export function createFolderStore(dir: string): DeviceKeyStore {
         const current = await readState(lowerId, files);
         if (current === undefined) return 'not_found';
         if (current.version !== expectedVersion) return 'conflict';
-        const metaName = files.metas.get(lowerId) ?? `${current.id}.meta`;
+        const metaName = files.metas.get(lowerId) ?? `${current.id}${META_EXTENSION}`;
         const temp = join(dir, `.${lowerId}.meta.${randomBytes(6).toString('hex')}.tmp`);
         const body = `${JSON.stringify({ enabled: next.enabled, tags: next.tags }, null, 2)}\n`;
         await writeFile(temp, body, { mode: 0o644, flag: 'wx' });

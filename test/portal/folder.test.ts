@@ -66,4 +66,11 @@ describe('folder store', () => {
     await writeFile(join(dir, 'dev.meta'), '{"enabled": "yes"}');
     await expect(createFolderStore(dir).get('dev')).rejects.toThrow('dev.meta: "enabled" must be true or false');
   });
+
+  it('reads a meta file as the webhook does: a typo such as "enable" is refused, never read as enabled', async () => {
+    const dir = await keyFolder({ dev: null });
+    dirs.push(dir);
+    await writeFile(join(dir, 'dev.meta'), '{"enable": false}');
+    await expect(createFolderStore(dir).get('dev')).rejects.toThrow('dev.meta: unknown member "enable"');
+  });
 });
