@@ -54,3 +54,27 @@ describe('lib.sh secret names match functions/keys/names.ts', () => {
     expect(stdout).toBe("url?code=*** AccountKey=***; sig=***&se=1 --symmetric-key ***\ntouch /nonexistent/never\nv=<v>\n");
   });
 });
+
+describe('lib.sh public_key_digest matches the fleet import (CONTRACTS item 1)', () => {
+  // register-key.sh and `fleet import` must tag the same key with the same digest, or each would take the other's key
+  // for a different one (a conflict, or a rotation nobody asked for).
+  it('one key, two keys in one file, and CRLF line ends give the same digest in bash and TypeScript', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { prepareKey } = await import('../../fleet/keys.js');
+    const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    const one = pem();
+    const files = { one, two: one + pem(), crlf: one.replace(/\n/g, '\r\n') };
+    const dir = mkdtempSync(join(tmpdir(), 'digest-'));
+    for (const [name, text] of Object.entries(files)) {
+      writeFileSync(join(dir, `${name}.pem`), text);
+      const { stdout, status } = bash('public_key_digest "$1"', [join(dir, `${name}.pem`)]);
+      expect(status).toBe(0);
+      const prepared = await prepareKey(text, ['ES256']);
+      expect(prepared, name).toHaveProperty('digest');
+      expect(stdout, name).toBe((prepared as { digest: string }).digest);
+      expect(stdout).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+});
