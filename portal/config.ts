@@ -13,6 +13,7 @@ import { parseFieldConfig, type FieldConfig } from './core/fields.js';
  * | PORTAL_CSRF_SECRET | base64, >= 32 bytes; required in Azure (all instances must share it); random locally |
  * | PORTAL_BASE_PATH | URL prefix the pages live under; default '' |
  * | PORTAL_DEV_SIGN_IN=on + PORTAL_DEV_USERS_FILE | local development sign-in only; refused in Azure |
+ * | PORTAL_PORT | the local host's port (`npm run portal`); default 7072 |
  */
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -41,6 +42,8 @@ export interface PortalConfig {
   readonly basePath: string;
   /** Set only for the local host, and only when PORTAL_DEV_SIGN_IN=on and no Azure marker is present. */
   readonly devUsers?: readonly DevUser[];
+  /** The local host's port (PORTAL_PORT, default 7072; 0 picks a free one); unused in Azure. */
+  readonly localPort: number;
 }
 
 /** Settings App Service / Functions sets on every site; their presence means "running in Azure". */
@@ -133,6 +136,8 @@ export function loadPortalConfig(env: Env, mode: 'azure' | 'local'): PortalConfi
   const basePath = text(env, 'PORTAL_BASE_PATH') ?? '';
   if (basePath !== '' && !/^(\/[A-Za-z0-9_-]+)+$/.test(basePath)) throw new PortalConfigError('PORTAL_BASE_PATH', 'must look like /portal (no trailing slash)');
   const requiredRole = text(env, 'PORTAL_ROLE') ?? 'Device.Activate';
+  const portText = text(env, 'PORTAL_PORT') ?? '7072';
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65_535) throw new PortalConfigError('PORTAL_PORT', `must be a port number from 0 to 65535, got "${portText.slice(0, 20)}"`);
 
   return {
     store: loadStore(env),
@@ -141,5 +146,6 @@ export function loadPortalConfig(env: Env, mode: 'azure' | 'local'): PortalConfi
     ...(csrfSecret !== undefined && { csrfSecret }),
     basePath,
     ...(devUsers !== undefined && { devUsers }),
+    localPort: Number(portText),
   };
 }

@@ -13,7 +13,7 @@ const env = {
 };
 try {
   // With KEY_VAULT_URL: the developer's own Azure sign-in (az login), made once.
-  const portal = await startLocalPortal({ env, port: Number(process.env.PORTAL_PORT ?? 7072), credential: () => new DefaultAzureCredential() });
+  const portal = await startLocalPortal({ env, credential: () => new DefaultAzureCredential() });
   process.stdout.write(`portal listening on ${portal.url} (${portal.store.description}; development sign-in)\n`);
   const stop = () => void portal.close().then(() => process.exit(0));
   process.once('SIGINT', stop);

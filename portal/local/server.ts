@@ -23,7 +23,7 @@ export interface LocalPortal {
 
 export interface LocalPortalOptions {
   readonly env: Env;
-  /** Default 7072; 0 picks a free port. */
+  /** Default: PORTAL_PORT (7072); 0 picks a free port. */
   readonly port?: number;
   readonly host?: string;
   /** Audit and error lines; default stdout. */
@@ -146,7 +146,7 @@ ${message !== undefined ? html`<p class="error" id="error" role="alert">${messag
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 7072, options.host ?? '127.0.0.1', () => resolve());
+    server.listen(options.port ?? config.localPort, options.host ?? '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   return {

@@ -35,6 +35,13 @@ describe('portal settings', () => {
     expect(config.requiredRole).toBe('Device.Activate');
   });
 
+  it('PORTAL_PORT: 7072 by default, a port number, or a start error naming it', () => {
+    const on = { ...base, PORTAL_DEV_SIGN_IN: 'on' };
+    expect(loadPortalConfig(on, 'local').localPort).toBe(7072);
+    expect(loadPortalConfig({ ...on, PORTAL_PORT: '0' }, 'local').localPort).toBe(0);
+    for (const bad of ['abc', '-1', '65536', '8080x']) expect(() => loadPortalConfig({ ...on, PORTAL_PORT: bad }, 'local')).toThrow('PORTAL_PORT must be a port number');
+  });
+
   it('needs exactly one key store and a field declaration', () => {
     const on = { ...base, PORTAL_DEV_SIGN_IN: 'on' };
     expect(() => loadPortalConfig({ ...on, DEVICE_KEYS_DIR: undefined }, 'local')).toThrow('no key store is configured');
