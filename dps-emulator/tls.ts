@@ -14,8 +14,12 @@ export interface TlsMaterial {
   readonly ca: string;
 }
 
-/** A CA and a server certificate it signed, both EC P-256, valid for a week (a dev session, not a deployment). */
-export async function generateLocalTls(now = new Date()): Promise<TlsMaterial> {
+/**
+ * A CA and a server certificate it signed, both EC P-256, valid for a week (a dev session, not a deployment).
+ * `extraIps` adds loopback addresses to the certificate: a Python SDK device always connects to port 8883, so its DPS
+ * and hub each need an address of their own (docs/local-dps.md, Python devices).
+ */
+export async function generateLocalTls(now = new Date(), extraIps: readonly string[] = []): Promise<TlsMaterial> {
   const notBeforeDate = new Date(now.getTime() - 60_000); // tolerate a little clock skew
   const notAfterDate = new Date(now.getTime() + 7 * 24 * 3600_000);
   const ca = await generate([{ name: 'commonName', value: 'dps-jwt-webhook local DPS throwaway CA' }], {
@@ -46,6 +50,7 @@ export async function generateLocalTls(now = new Date()): Promise<TlsMaterial> {
           { type: 2, value: 'localhost' },
           { type: 7, ip: '127.0.0.1' },
           { type: 7, ip: '::1' },
+          ...extraIps.map((ip) => ({ type: 7 as const, ip })),
         ],
       },
     ],

@@ -1,7 +1,7 @@
 /**
  * Shared access signatures for symmetric-key attestation (dps-protocol §3).
  *
- * `SharedAccessSignature sr={scope}/registrations/{id}&sig={urlencoded base64 HMAC}&se={epoch s}&skn=registration`
+ * `SharedAccessSignature sr={scope}/registrations/{id}&sig={urlencoded base64 HMAC}&se={epoch s}[&skn=registration]`
  * where the HMAC is over `sr + "\n" + se`. The Node SDK sends and signs `sr` unencoded; the docs' Python sample
  * URL-encodes `sr` and signs the encoded form. We accept both by checking the signature over the `sr` exactly as
  * it appears in the token, and comparing the decoded resource with the one we expect.
@@ -89,9 +89,11 @@ export function verifySas({ sas, idScope, registrationId, keys, nowSeconds }: Ve
   if (sas.resource !== sasResource(idScope, registrationId)) {
     throw new SasError('wrong_resource', 'SharedAccessSignature sr does not name this registration');
   }
-  // DPS's device SAS uses the key name "registration" (iot-dps-https-sym-key-support; the Node and Python SDKs both
-  // send it). Required: a token without it is not a DPS device token.
-  if (sas.skn !== 'registration') {
+  // The docs say the key name "should be set to registration" (iot-dps-mqtt-support) and the Node SDK sends it, but
+  // the official Python SDK (azure-iot-device 2.14.0, provisioning/abstract_provisioning_device_client.py:
+  // `RenewableSasToken(uri, signing_mechanism, ttl=...)`, no key name) sends none, and real DPS admits it. So: absent
+  // is accepted; present, it must be "registration".
+  if (sas.skn !== undefined && sas.skn !== 'registration') {
     throw new SasError('wrong_key_name', 'SharedAccessSignature skn must be "registration"');
   }
   if (sas.se <= nowSeconds) throw new SasError('expired', 'SharedAccessSignature has expired');

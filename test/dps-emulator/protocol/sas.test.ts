@@ -73,8 +73,15 @@ describe('SAS verification', () => {
     expect(reason(() => verify(token))).toBe('wrong_key_name');
   });
 
-  it('requires skn=registration: a token without a key name is not a DPS device token (issue 13 item 9)', () => {
+  it('accepts a token without a key name, as the Python SDK signs it and real DPS admits it (issue 23)', () => {
     const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace('&skn=registration', '');
+    expect(token).not.toContain('skn');
+    expect(verify(token)).toBe(0);
+    expect(verify(createSas(SCOPE, ID, PRIMARY, NOW + 60))).toBe(0);
+  });
+
+  it.each(['', 'Registration', 'device', 'registration '])('refuses a key name present but not "registration": %j', (skn) => {
+    const token = createSas(SCOPE, ID, PRIMARY, NOW + 60).replace('skn=registration', `skn=${encodeURIComponent(skn)}`);
     expect(reason(() => verify(token))).toBe('wrong_key_name');
   });
 
