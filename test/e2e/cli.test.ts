@@ -81,7 +81,7 @@ beforeAll(async () => {
     },
     { webhookTimeoutMs: 30_000 },
   );
-}, 90_000);
+});
 
 afterAll(async () => {
   hanging?.closeAllConnections();

@@ -74,7 +74,7 @@ beforeAll(async () => {
     webhookRetry: { attempts: 3, firstDelayMs: 50, incrementMs: 50 },
     webhookTimeoutMs: 5_000,
   });
-}, 60_000);
+});
 
 afterAll(async () => {
   await dps?.close();

@@ -100,7 +100,7 @@ test('kill -9 mid-way, then the same command again: every key present exactly on
   expect(again.stdout).toContain(`created ${80 - before}, updated 0, unchanged ${before}`);
   expectEveryKeyOnce(vault, devices);
   expect(vault.writeCounts().writes).toBe(80);
-}, 60_000);
+});
 
 test('Ctrl-C: writes in flight end, the run says it stopped (exit 130), and the next run finishes it', async () => {
   const { vault, devices, manifest } = await fleet('sigint', 80);
@@ -117,4 +117,4 @@ test('Ctrl-C: writes in flight end, the run says it stopped (exit 130), and the 
   expect(again.code, again.stdout).toBe(0);
   expectEveryKeyOnce(vault, devices);
   expect(guard.blocked).toEqual([]);
-}, 60_000);
+});

@@ -60,7 +60,7 @@ beforeAll(async () => {
   });
   await mkdir(SHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
-}, 60_000);
+});
 
 afterAll(async () => {
   await browser?.close();
@@ -141,7 +141,7 @@ describe.skipIf(skip)('factory flow in the browser', () => {
     } finally {
       await context.close();
     }
-  }, 60_000);
+  });
 
   it('refuses a forged cross-site POST: a signed-in user tricked into submitting another site\'s form changes nothing', async () => {
     // The "other site" is 127.0.0.1 while the portal is localhost: a different site to the browser.

@@ -75,7 +75,7 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
         cwd: runOptions.cwd ?? dir,
         env: { ...env, ...runOptions.env },
         encoding: 'utf8',
-        timeout: 20_000,
+        timeout: 100_000,
       });
       const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
       const calls = lines.slice(seen).map((l) => JSON.parse(l) as string[]);
@@ -100,7 +100,7 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
         const timer = setTimeout(() => {
           process.kill(-child.pid!, 'SIGKILL');
           reject(new Error(`the call matching "${hang}" never started: ${stderr}`));
-        }, 15_000);
+        }, 60_000);
         const poll = setInterval(() => {
           if (!existsSync(mark) || readFileSync(mark, 'utf8') === '') return;
           clearInterval(poll);
@@ -118,7 +118,7 @@ export function sandbox(options: { tools?: string[] } = {}): Sandbox {
       });
     },
     az(args, extra = {}) {
-      const result = spawnSync(process.execPath, [FAKE, 'az', ...args], { cwd: dir, env: { ...env, ...extra }, encoding: 'utf8', timeout: 20_000 });
+      const result = spawnSync(process.execPath, [FAKE, 'az', ...args], { cwd: dir, env: { ...env, ...extra }, encoding: 'utf8', timeout: 60_000 });
       const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
       const calls = lines.slice(seen).map((l) => JSON.parse(l) as string[]);
       seen = lines.length;

@@ -237,5 +237,5 @@ describe('the local host function key', () => {
     } finally {
       child.kill('SIGTERM');
     }
-  }, 30_000);
+  });
 });

@@ -294,10 +294,16 @@ describe('a registration storm while the vault hangs', () => {
     } finally {
       vault.clearFaults();
     }
-    // The vault is back: nothing is left queued, the same devices register at once.
-    const after = await Promise.all(ids.slice(0, 20).map((id) => register(hook, id)));
-    expect(after.map((a) => a.status)).toEqual(after.map(() => 200));
-    expect(Math.max(...after.map((a) => a.ms))).toBeLessThan(DEADLINE_MS);
+    // The vault is back: nothing is left queued or holding a slot, the same devices register at once. MAX_READS at a
+    // time, so none waits for a slot: a read left holding one would make a waiter miss its deadline (503), and a
+    // 200 is a read that got its slot and answered within its deadline. (Twenty at once would queue 16 behind four
+    // reads whose speed is the machine's, and on a busy one miss the deadline for that reason alone.)
+    const after: number[] = [];
+    for (let at = 0; at < 20; at += MAX_READS) {
+      const batch = await Promise.all(ids.slice(at, at + MAX_READS).map((id) => register(hook, id)));
+      after.push(...batch.map((a) => a.status));
+    }
+    expect(after).toEqual(after.map(() => 200));
   });
 
   test(`${N} concurrent registrations of one device: one read (single flight)`, async () => {

@@ -56,7 +56,7 @@ beforeAll(async () => {
   vault.setSecret(deviceSecretName(alice.id), alice.publicPem, { contentType: 'application/x-pem-file' });
   watch.pem('alice public key', alice.publicPem);
   watch.forbid('a managed identity bearer token', /Bearer /);
-}, 60_000);
+});
 afterAll(async () => {
   await Promise.all(hooks.map((h) => h.close()));
   await azurite?.stop();

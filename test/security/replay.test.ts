@@ -207,7 +207,7 @@ describe('REPLAY_STORE=table, against Azurite', () => {
   beforeAll(async () => {
     azurite = await startAzuriteTable();
     env = { REPLAY_STORE: 'table', REPLAY_TABLE_CONNECTION: azurite.connectionString, REPLAY_TABLE_NAME: `used${Date.now()}`, ...ROOMY };
-  }, 30_000);
+  });
   afterAll(() => azurite?.stop());
   beforeEach(() => {
     clock = NOW;
