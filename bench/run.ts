@@ -13,6 +13,7 @@
  *   9. CPU        CPU time per decision of the HTTP host (section 4's peak) against one raw jose verification and
  *                 against a minimal node:http + jose server under the same load
  *  10. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
+ *  11. demo       `npm run demo` from spawn to exit, 3 runs (bench/demo.ts); the demo's test checks what it shows
  *
  * Prints one table and writes the figures as JSON (bench/results/latest.json, or --out FILE).
  * Flags: --quick (the CI smoke: tiny durations and counts), --out FILE, --connections N (HTTP),
@@ -31,6 +32,7 @@ import { loadConfig } from '../functions/config.js';
 import { cleanEnv, percentile, round, runNodeChild, Samples } from './lib.js';
 import { pacedLoad } from './paced.js';
 import { fleetBench, fleetPlan, fleetRows, fleetTargets, type FleetBenchResult } from './fleet.js';
+import { DEMO_TARGET_SECONDS, demoDuration, type DemoResult } from './demo.js';
 import { deviceSecretName } from '../functions/keys/names.js';
 import { BUNDLE } from '../tools/bundle.js';
 import { packageApp } from '../tools/package.js';
@@ -91,8 +93,8 @@ function parseArgs(argv: readonly string[]): Options {
 
 const options = parseArgs(process.argv.slice(2));
 const plan = options.quick
-  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3 }
-  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3 };
+  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3, demoRuns: 1 }
+  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3, demoRuns: 3 };
 if (options.stormDevices !== undefined) plan.stormDevices = options.stormDevices;
 if (options.stormBurst !== undefined) plan.stormBurst = options.stormBurst;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -780,6 +782,8 @@ function table(results: Results): string {
     ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
       `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
     ...fleetRows(results.fleet),
+    ['11', `npm run demo, spawn to exit, ${results.demo.runs} run${results.demo.runs === 1 ? '' : 's'}`, '', '', '', results.demo.allPassed ? '0' : 'failed',
+      `median ${n(results.demo.medianSeconds, 1)} s, worst ${n(results.demo.worstSeconds, 1)} s (${results.demo.seconds.map((v) => n(v, 1)).join(', ')})`],
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -805,6 +809,7 @@ interface Results {
   storm: StormResult;
   memory: MemoryResult;
   fleet: FleetBenchResult;
+  demo: DemoResult;
   coldStart: ColdStartResult;
   package: PackageResult;
   cpu: CpuResult;
@@ -843,6 +848,8 @@ async function main(): Promise<void> {
     const cpuResult = await cpuPerDecision(keyDir, bodies, devices, workDir, httpResult);
     progress('10 fleet import against the rate-limited vault stand-in');
     const fleetResult = await fleetBench(fleetPlan(options.quick), progress);
+    progress(`11 demo: npm run demo ${plan.demoRuns} time${plan.demoRuns === 1 ? '' : 's'}`);
+    const demoResult = await demoDuration(repoRoot, plan.demoRuns);
 
     const httpRate = httpResult.peak.requestsPerSecond;
     const pythonRate = pythonResult.skipped ? null : pythonResult.decodesPerSecond;
@@ -865,6 +872,7 @@ async function main(): Promise<void> {
       storm: stormResult,
       memory: memoryResult,
       fleet: fleetResult,
+      demo: demoResult,
       coldStart: coldStartResult,
       package: packageResult,
       cpu: cpuResult,
@@ -881,6 +889,7 @@ async function main(): Promise<void> {
         peakConcurrentVaultReads: { target: `<= ${stormResult.maxConcurrentReads}`, value: stormResult.peakConcurrentVaultReads, met: stormResult.peakConcurrentVaultReads <= stormResult.maxConcurrentReads },
         memoryRssMB: { target: `<= 200 at 100,000 keys`, value: memoryResult.rssMB, met: memoryResult.keys >= 100_000 ? memoryResult.rssMB <= 200 : null },
         ...fleetTargets(fleetResult),
+        demoSeconds: { target: `<= ${DEMO_TARGET_SECONDS} s, every run passing`, value: demoResult.worstSeconds, met: options.quick ? null : demoResult.allPassed && demoResult.worstSeconds <= DEMO_TARGET_SECONDS },
         coldStartBundledVsUnbundled: { target: '<= 0.5', value: coldStartResult.ratio, met: options.quick ? null : coldStartResult.ratio <= 0.5 },
         coldStartLoopbackOnly: { target: '= 0 connections off loopback', value: coldStartResult.blockedConnections, met: coldStartResult.blockedConnections === 0 },
         zipBytes: { target: '<= 1 MB (1,000,000 bytes)', value: packageResult.zipBytes, met: packageResult.zipBytes <= 1_000_000 },

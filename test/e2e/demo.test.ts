@@ -1,6 +1,7 @@
 /**
- * `npm run demo` as a user runs it: the built demo as a child process must finish quickly, exit 0, and show the
- * outcomes it promises, without printing a token, a key or the function key.
+ * `npm run demo` as a user runs it: the built demo as a child process must exit 0 and show the outcomes it promises,
+ * without printing a token, a key or the function key. How long it takes is the bench's to measure (bench/demo.ts,
+ * `npm run bench`), not a test's: a busy machine would fail a timed test without anything being wrong.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -39,8 +40,7 @@ beforeAll(async () => {
   await ensureBuilt();
 });
 
-test('the demo exits 0 with every device as expected, in under 20 s, printing no secret', async () => {
-  const started = Date.now();
+test('the demo exits 0 with every device as expected, printing no secret', async () => {
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', LOOPBACK_ONLY, join(REPO, 'dist/demo/run.js')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -50,10 +50,8 @@ test('the demo exits 0 with every device as expected, in under 20 s, printing no
     child.on('error', reject);
     child.on('close', (exit) => resolve({ code: exit, stdout: out, stderr: err }));
   });
-  const elapsed = Date.now() - started;
   expect(stderr).toBe('');
   expect(code).toBe(0);
-  expect(elapsed).toBeLessThan(20_000);
 
   // The summary table: one row per device with the outcome a user should see.
   expect(stdout).toMatch(/^device\s+enrollment\s+via\s+token\s+expected\s+outcome/m);
