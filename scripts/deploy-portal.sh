@@ -10,12 +10,17 @@ usage() {
 Usage: deploy-portal.sh --location LOC --prefix PREFIX [options] [--dry-run]
 
 Creates what is missing (each resource is looked up first), beside what deploy.sh made with the same prefix:
-  az storage account create              the portal app's storage      (default PREFIX without - plus "pst")
+  az storage account create              the portal app's storage: host and deployment package
+                                         (default PREFIX without - plus "pst")
   az functionapp create --flexconsumption-location LOC --runtime node --runtime-version 22
+                        --deployment-storage-auth-type SystemAssignedIdentity --assign-identity [system]
                                          the portal's function app    (default PREFIX-portal)
-  az functionapp identity assign         a system-assigned identity, granted "Key Vault Secrets Officer" on the
-                                         vault only: the narrowest built-in role that may update a secret's
-                                         attributes and tags (secrets/setSecret); "Key Vault Secrets User" only reads
+  az functionapp deployment config set   an app made with a connection string for its package: switched to
+                                         the identity (SystemAssignedIdentity)
+  az role assignment create              for the app's system-assigned identity: "Key Vault Secrets Officer" on
+                                         the vault only (the narrowest built-in role that may update a secret's
+                                         attributes and tags, secrets/setSecret; "Key Vault Secrets User" only
+                                         reads), "Storage Blob Data Owner" on its storage account (host storage)
   az ad app create --app-roles ...       the Entra app registration (display name = the app's name) with the
                                          app role Device.Activate, unless one of that exact name exists or
                                          --client-id names one; az ad sp create; assignment required, so only
@@ -24,8 +29,11 @@ Creates what is missing (each resource is looked up first), beside what deploy.s
                                          MICROSOFT_PROVIDER_AUTHENTICATION_SECRET        [needs Entra rights]
   az webapp auth microsoft update        App Service Authentication with Microsoft Entra ID (authV2 extension,
   az webapp auth update                  installed when missing): sign-in required, HTTPS only
-  az functionapp config appsettings set  KEY_VAULT_URL, PORTAL_FIELDS (when changed); PORTAL_CSRF_SECRET (made
-                                         once). Secrets go in a 0600 file (--settings @FILE), never on argv.
+  az functionapp config appsettings set  KEY_VAULT_URL, PORTAL_FIELDS, AzureWebJobsStorage__accountName (when
+                                         changed); PORTAL_CSRF_SECRET (made once). Secrets go in a 0600 file
+                                         (--settings @FILE), never on argv. Then the connection strings
+                                         AzureWebJobsStorage and DEPLOYMENT_STORAGE_CONNECTION_STRING are deleted:
+                                         storage by identity only, no account key in any setting
   esbuild bundle + az functionapp deployment source config-zip   (only when the bundle changed; a tag records it)
 
 Options:
@@ -100,6 +108,7 @@ if ! fields_error=$(node -e '
 fi
 FIELDS_JSON=$(node -e 'process.stdout.write(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))))' "$FIELDS_FILE")
 ROLE='Key Vault Secrets Officer'
+HOST_STORAGE_ROLE='Storage Blob Data Owner'
 HASH_TAG=dpsJwtPortalCodeSha256
 SECRET_SETTING=MICROSOFT_PROVIDER_AUTHENTICATION_SECRET
 APP_URL="https://$APP.azurewebsites.net"
@@ -112,32 +121,54 @@ call --into VAULT_ID --placeholder '<vault-id>' -- az keyvault show -n "$VAULT" 
 call --into VAULT_URI --placeholder "https://$VAULT.vault.azure.net/" -- az keyvault show -n "$VAULT" -g "$RG" --query properties.vaultUri -o tsv
 VAULT_URI=${VAULT_URI%/}
 
-# shellcheck disable=SC2034 # set by az_exists through its name
-found=''
-if az_exists found -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv; then
+STORAGE_ID=''
+if az_exists STORAGE_ID -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv; then
   note "storage account $STORAGE: exists"
 else
   call -- az storage account create -n "$STORAGE" -g "$RG" -l "$LOCATION" --sku Standard_LRS --kind StorageV2 \
     --min-tls-version TLS1_2 --allow-blob-public-access false -o none
+  call --into STORAGE_ID --placeholder '<portal-storage-id>' -- az storage account show -n "$STORAGE" -g "$RG" --query id -o tsv
 fi
 
+# The package container (deployment storage) is reached by the app's system-assigned identity, as the webhook's
+# is: az then grants that identity Storage Blob Data Contributor on the account itself (appservice custom.py
+# _prepare_flex_deployment_storage_identity). Without --deployment-storage-auth-type az would keep the account's
+# connection string, key included, in the app setting DEPLOYMENT_STORAGE_CONNECTION_STRING. --assign-identity
+# without --scope: no role from az beyond that one (facts §1.3).
 APP_ID=''
+CREATED=0
 if az_exists APP_ID -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv; then
   note "function app $APP: exists"
 else
   call -- az functionapp create -g "$RG" -n "$APP" --storage-account "$STORAGE" --flexconsumption-location "$LOCATION" \
-    --runtime node --runtime-version 22 --instance-memory 2048 -o none
+    --runtime node --runtime-version 22 --instance-memory 2048 \
+    --deployment-storage-name "$STORAGE" --deployment-storage-auth-type SystemAssignedIdentity --assign-identity '[system]' -o none
   call --into APP_ID --placeholder '<portal-app-id>' -- az functionapp show -g "$RG" -n "$APP" --query id -o tsv
+  CREATED=1
 fi
 
 PRINCIPAL_ID=''
-call --into PRINCIPAL_ID --placeholder '' -- az functionapp identity show -g "$RG" -n "$APP" --query principalId -o tsv
+# (A dry run plans for the app created above, whose identity create --assign-identity made.)
+call --into PRINCIPAL_ID --placeholder '<portal-principal-id>' -- az functionapp identity show -g "$RG" -n "$APP" --query principalId -o tsv
 if [[ -z $PRINCIPAL_ID ]]; then
   call --into PRINCIPAL_ID --placeholder '<portal-principal-id>' -- az functionapp identity assign -g "$RG" -n "$APP" --query principalId -o tsv
-else
+elif [[ $DRY_RUN != 1 ]]; then
   note "function app $APP: system-assigned identity exists"
 fi
+# An app an earlier deploy-portal.sh made has its package container behind a connection string: the same container
+# by the identity from now on (update_deployment_configs keeps the container, assigns the identity and its role).
+if [[ $CREATED == 0 ]]; then
+  package_auth=''
+  call --into package_auth --placeholder '' -- az functionapp deployment config show -g "$RG" -n "$APP" --query storage.authentication.type -o tsv
+  if [[ ${package_auth,,} == systemassignedidentity ]]; then
+    note "deployment storage of $APP: by its identity"
+  else
+    call -- az functionapp deployment config set -g "$RG" -n "$APP" --deployment-storage-auth-type SystemAssignedIdentity -o none
+  fi
+fi
+# What the identity may do: change device keys on this vault; run the host on its own storage account (blob).
 grant "$VAULT_ID" "$VAULT" "$PRINCIPAL_ID" ServicePrincipal "$ROLE"
+grant "$STORAGE_ID" "$STORAGE" "$PRINCIPAL_ID" ServicePrincipal "$HOST_STORAGE_ROLE"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sign-in: an Entra app registration with the app role, and App Service Authentication in front of every request.
@@ -197,10 +228,10 @@ if ! grep -qxF -- PORTAL_CSRF_SECRET <<<"$have"; then
   call --into CSRF_SECRET --secret --placeholder '<csrf-secret>' -- openssl rand -base64 32
   secret_settings+=("PORTAL_CSRF_SECRET=$CSRF_SECRET")
 fi
-plain=("KEY_VAULT_URL=$VAULT_URI" "PORTAL_FIELDS=$FIELDS_JSON")
+plain=("KEY_VAULT_URL=$VAULT_URI" "PORTAL_FIELDS=$FIELDS_JSON" "AzureWebJobsStorage__accountName=$STORAGE")
 current=''
 call --into current --placeholder '' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
-  --query "[?name=='KEY_VAULT_URL' || name=='PORTAL_FIELDS'].[name, value]" -o tsv
+  --query "[?name=='KEY_VAULT_URL' || name=='PORTAL_FIELDS' || name=='AzureWebJobsStorage__accountName'].[name, value]" -o tsv
 declare -A now_set=()
 while IFS=$'\t' read -r name value; do
   if [[ -n $name ]]; then now_set[$name]=$value; fi
@@ -219,6 +250,18 @@ if [[ ${#changed[@]} -gt 0 ]]; then
   call -- az functionapp config appsettings set -g "$RG" -n "$APP" --settings "${changed[@]}" -o none
 else
   note "app settings: up to date"
+fi
+# Host storage by identity: the connection strings az wrote (the host's, and the package container's on an app made
+# before it was by identity) go, after AzureWebJobsStorage__accountName is in (facts §1.5). Only names are read:
+# the values hold the account key.
+stale=''
+call --into stale --placeholder 'AzureWebJobsStorage' -- az functionapp config appsettings list -g "$RG" -n "$APP" \
+  --query "[?name=='AzureWebJobsStorage' || name=='DEPLOYMENT_STORAGE_CONNECTION_STRING'].name" -o tsv
+if [[ -n $stale ]]; then
+  mapfile -t stale_names <<<"$stale"
+  call -- az functionapp config appsettings delete -g "$RG" -n "$APP" --setting-names "${stale_names[@]}" -o none
+else
+  note "storage connection strings: none (host and package storage by identity)"
 fi
 
 # App Service Authentication (v2). `az webapp auth microsoft|update` with these flags come from the authV2
@@ -283,5 +326,6 @@ fi
 if [[ $DRY_RUN == 1 ]]; then exit 0; fi
 say ""
 say "Portal: $APP_URL/devices (Entra sign-in; app role Device.Activate required)"
-say "  identity: \"$ROLE\" on $VAULT (role assignments can take up to 10 minutes to apply)"
+say "  identity: \"$ROLE\" on $VAULT, \"$HOST_STORAGE_ROLE\" on $STORAGE (host and package storage, no key;"
+say "            role assignments can take up to 10 minutes to apply)"
 say "  assign the role to users: Entra admin center > Enterprise applications > $APP > Users and groups"

@@ -60,7 +60,7 @@ describe('deploy.sh (Flex Consumption)', () => {
     expect(r.stdout).not.toMatch(/FUNCTIONS_WORKER_RUNTIME|--consumption-plan-location|--os-type|resource tag|--assignee /);
   });
 
-  it('first run: creates everything, the identity holds only its four roles, storage by identity, one zip deploy', () => {
+  it('first run: creates everything, the identity holds only its four roles (and the one az grants for the package), storage by identity, one zip deploy', () => {
     const r = box.run('deploy.sh', [...ARGS, '--project-dir', dir]);
     expect(r.stderr).not.toMatch(/: error:|ERROR:/);
     expect(r.status).toBe(0);
@@ -97,6 +97,8 @@ describe('deploy.sh (Flex Consumption)', () => {
     expect(r.calls.some((c) => c[0] === 'npm' && c.slice(1).join(' ') === 'run package')).toBe(true);
     expect(state.roles.map((x: { principalId: string; role: string; scope: string }) => [x.principalId === principal ? 'app' : x.principalId, x.role, x.scope])).toEqual([
       [USER, 'Key Vault Secrets Officer', VAULT_ID],
+      // az's own, for the package container by identity (appservice custom.py, Storage Blob Data Contributor).
+      ['app', 'Storage Blob Data Contributor', STORAGE_ID],
       ['app', 'Key Vault Secrets User', VAULT_ID],
       ['app', 'Storage Blob Data Owner', STORAGE_ID],
       ['app', 'Storage Table Data Contributor', STORAGE_ID],

@@ -130,6 +130,56 @@ describe('the strict az stand-in', () => {
     expect(JSON.parse(readFileSync(join(box.dir, 'state.json'), 'utf8')).apps.fn2.settings).not.toHaveProperty('FUNCTIONS_WORKER_RUNTIME');
   });
 
+  it('Flex deployment storage: a connection string by default, the identity with SystemAssignedIdentity; wrong values refused as az refuses them', () => {
+    const create = (name: string, ...extra: string[]) =>
+      box.az(['functionapp', 'create', '-g', 'rg', '-n', name, '--storage-account', 'st', '--flexconsumption-location', 'westeurope', '--runtime', 'node', '--runtime-version', '22', ...extra, '-o', 'none']);
+    const authOf = (name: string) =>
+      box.az(['functionapp', 'deployment', 'config', 'show', '-g', 'rg', '-n', name, '--query', 'storage.authentication.type', '-o', 'tsv']).stdout;
+    // The enum of --deployment-storage-auth-type (_constants.py DEPLOYMENT_STORAGE_AUTH_TYPES): parse error, exit 2.
+    const wrong = create('fn3', '--deployment-storage-auth-type', 'ManagedIdentity');
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(/ManagedIdentity.*--deployment-storage-auth-type|--deployment-storage-auth-type.*ManagedIdentity/);
+    expect(box.state().apps.fn3).toBeUndefined();
+    // A value with the system identity is refused by the command (ArgumentUsageError, exit 1).
+    const valued = create('fn3', '--dsat', 'SystemAssignedIdentity', '--dsav', 'MY_SETTING');
+    expect(valued.status).toBe(1);
+    expect(valued.stderr).toContain('--deployment-storage-auth-value is only a valid input when --deployment-storage-auth-type is set to UserAssignedIdentity or StorageAccountConnectionString');
+    expect(box.state().apps.fn3).toBeUndefined();
+    expect(create('fn3', '--deployment-storage-name', 'nost').status).toBe(3);
+
+    expect(create('fn3').status).toBe(0);
+    expect(authOf('fn3')).toBe('StorageAccountConnectionString\n');
+    expect(box.state().apps.fn3.settings.DEPLOYMENT_STORAGE_CONNECTION_STRING).toContain('AccountKey=');
+    expect(create('fn4', '--deployment-storage-name', 'st', '--deployment-storage-auth-type', 'systemassignedidentity').status).toBe(0);
+    expect(authOf('fn4')).toBe('SystemAssignedIdentity\n');
+    const fn4 = box.state().apps.fn4;
+    expect(fn4.settings).not.toHaveProperty('DEPLOYMENT_STORAGE_CONNECTION_STRING');
+    // az grants the identity Storage Blob Data Contributor on the package's account itself.
+    const stId = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st';
+    expect(box.state().roles.filter((r: { principalId: string }) => r.principalId === fn4.identity.principalId)).toEqual([
+      { principalId: fn4.identity.principalId, principalType: 'ServicePrincipal', role: 'Storage Blob Data Contributor', scope: stId },
+    ]);
+
+    // deployment config set: the same enum and rules; an app made with a connection string switches to the identity.
+    const set = ['functionapp', 'deployment', 'config', 'set', '-g', 'rg', '-n', 'fn3'];
+    expect(box.az([...set, '--dsat', 'Identity']).status).toBe(2);
+    expect(box.az([...set, '--dsat', 'SystemAssignedIdentity', '--dsav', 'x']).status).toBe(1);
+    expect(box.az([...set, '--deployment-storage-name', 'st']).stderr).toContain('Please provide both --deployment-storage-name and --deployment-storage-container-name or neither.');
+    expect(box.az([...set, '--slot', 'staging', '--dsat', 'SystemAssignedIdentity']).status).toBe(2);
+    expect(authOf('fn3')).toBe('StorageAccountConnectionString\n');
+    expect(box.az([...set, '--deployment-storage-auth-type', 'SystemAssignedIdentity', '-o', 'none']).status).toBe(0);
+    expect(authOf('fn3')).toBe('SystemAssignedIdentity\n');
+    const fn3 = box.state().apps.fn3;
+    expect(box.state().roles.filter((r: { principalId: string }) => r.principalId === fn3.identity.principalId).map((r: { role: string }) => r.role)).toEqual(['Storage Blob Data Contributor']);
+    // Flex only (validate_is_flex_functionapp).
+    box.setState((s) => {
+      s.apps.classic = { id: '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/sites/classic', flex: false, identity: null, tags: {}, settings: {} };
+    });
+    const classic = box.az(['functionapp', 'deployment', 'config', 'show', '-g', 'rg', '-n', 'classic']);
+    expect(classic.status).toBe(1);
+    expect(classic.stderr).toContain('only valid for Azure Functions on the FlexConsumption plan');
+  });
+
   it('app settings: a JSON @file item is a dict of settings (the value never in argv); an item neither JSON nor NAME=VALUE is refused', () => {
     const file = join(box.dir, 'settings.json');
     writeFileSync(file, '{"PORTAL_CSRF_SECRET":"Q1NSRnNlY3JldA==","A":"x=y"}\n');

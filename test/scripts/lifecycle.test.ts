@@ -66,7 +66,7 @@ describe('first and second run of every script, from an empty subscription', () 
     expect(first.stdout).toContain('export DPSJWT_RESOURCE_GROUP=life-rg DPSJWT_DPS=life-dps DPSJWT_VAULT=life-kv DPSJWT_APP=life-fn');
   });
 
-  it('deploy --portal: the portal app, its identity and role, its Entra app and sign-in; a second run changes nothing', () => {
+  it('deploy --portal: the portal app, its identity and roles, storage by identity, its Entra app and sign-in; a second run changes nothing', () => {
     const [first, again] = twice('deploy.sh', ['--location', 'westeurope', '--prefix', 'life', '--hubs', '2', '--project-dir', project, '--portal']);
     const state = box.state();
     const portal = state.apps['life-portal'];
@@ -77,11 +77,21 @@ describe('first and second run of every script, from an empty subscription', () 
     expect(entra[0].web.redirectUris).toEqual(['https://life-portal.azurewebsites.net/.auth/login/aad/callback']);
     expect(entra[0].passwordCredentials).toHaveLength(1);
     expect(state.servicePrincipals[entra[0].appId].appRoleAssignmentRequired).toBe(true);
-    // The portal's identity may change keys on this vault only; the webhook's stays read-only.
+    // The portal's identity may change keys on this vault only; the webhook's stays read-only. Its own storage
+    // account it reaches by identity: az's role for the package container, Storage Blob Data Owner for the host.
     const vaultId = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/life-rg/providers/Microsoft.KeyVault/vaults/life-kv';
+    const storageId = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/life-rg/providers/Microsoft.Storage/storageAccounts/lifepst';
     expect(state.roles.filter((r: any) => r.principalId === portal.identity.principalId)).toEqual([
+      { principalId: portal.identity.principalId, principalType: 'ServicePrincipal', role: 'Storage Blob Data Contributor', scope: storageId },
       { principalId: portal.identity.principalId, principalType: 'ServicePrincipal', role: 'Key Vault Secrets Officer', scope: vaultId },
+      { principalId: portal.identity.principalId, principalType: 'ServicePrincipal', role: 'Storage Blob Data Owner', scope: storageId },
     ]);
+    expect(portal.deploymentStorageAuth).toBe('SystemAssignedIdentity');
+    expect(portal.settings.AzureWebJobsStorage__accountName).toBe('lifepst');
+    // No connection string, so no account key, in any of the portal's settings.
+    expect(portal.settings).not.toHaveProperty('AzureWebJobsStorage');
+    expect(portal.settings).not.toHaveProperty('DEPLOYMENT_STORAGE_CONNECTION_STRING');
+    expect(JSON.stringify(portal.settings)).not.toContain(STORAGE_KEY);
     expect(state.roles.filter((r: any) => r.principalId === state.apps['life-fn'].identity.principalId && r.scope === vaultId).map((r: any) => r.role)).toEqual(['Key Vault Secrets User']);
     expect(portal.auth).toMatchObject({
       platform: { enabled: true },
