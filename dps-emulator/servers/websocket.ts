@@ -47,7 +47,7 @@ export function upgradeRefusal(url: string | undefined, subprotocols: string | u
 
 /**
  * `handle` is the broker's: it gets one duplex stream per accepted connection. `log` gets one line per refused
- * upgrade (the path is cut short and made printable; no header value beyond it).
+ * upgrade (its path, cut short and made printable; no query string and no header value).
  */
 export function createMqttWebSocketServer(tls: TlsMaterial, handle: (stream: Duplex) => void, log: (line: string) => void): MqttWebSocketServer {
   const upgraded = new Set<Duplex>();
@@ -70,7 +70,8 @@ export function createMqttWebSocketServer(tls: TlsMaterial, handle: (stream: Dup
     socket.on('error', () => {}); // a device dropping mid-handshake is not the emulator's problem
     const why = upgradeRefusal(req.url, req.headers['sec-websocket-protocol']);
     if (why !== undefined) {
-      log(`websocket upgrade refused (400) for ${printable(req.url)}: ${why}`);
+      // The path only: a query string could carry anything, a token included.
+      log(`websocket upgrade refused (400) for ${printable((req.url ?? '').split('?', 1)[0])}: ${why}`);
       const body = `${why}\n`;
       socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       return;

@@ -4,10 +4,11 @@
  * is the device: it registers over MQTT with a symmetric key and a {"jwt": ...} payload, then connects to the hub DPS
  * assigned, reads the twin the webhook set, follows a desired-property patch the back end pushes, and sends telemetry.
  *
- * Port: the SDK always connects to 8883 (443 with websockets) and takes no port (mqtt_transport.py `connect`), so the
- * DPS and the hub each listen on 8883 at a loopback address of their own (127.x.y.z, random per run, which Linux
- * routes to `lo`), named in the local CA's certificate. The device is given that address as `provisioning_host` and
- * `gateway_hostname`, and the CA as `server_verification_cert`, as a user of the SDK would.
+ * Port: the SDK always connects to 8883, or 443 with `websockets=True` (wss at `/$iothub/websocket`), and takes no
+ * port (mqtt_transport.py `connect`), so the DPS and the hub each listen on 8883 and 443 at a loopback address of
+ * their own (127.x.y.z, random per run, which Linux routes to `lo`), named in the local CA's certificate. The device
+ * is given that address as `provisioning_host` and `gateway_hostname`, and the CA as `server_verification_cert`, as
+ * a user of the SDK would. Binding 443 needs root, as the suite runs.
  */
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
@@ -27,6 +28,8 @@ const groupKey = randomKey(64);
 const INDIVIDUAL = 'py-sample-0001';
 const MEMBER = 'py-line7-0002';
 const STRANGER = 'py-wrong-key-0003';
+const WS_INDIVIDUAL = 'py-ws-sample-0004';
+const WS_MEMBER = 'py-ws-line7-0005';
 
 let flow: Flow;
 let devices: Map<string, Device>;
@@ -45,19 +48,23 @@ beforeAll(async () => {
   python = join(pythonEnvBin('requirements-device'), 'python');
   // The sample's tokens live 10 days; the webhook's cap must allow them (README: devices built for the sample).
   flow = await startFlow({ JWT_MAX_LIFETIME_SECONDS: String(TEN_DAYS) });
-  devices = await makeDevices(flow.work, flow.keysDir, [INDIVIDUAL, MEMBER, STRANGER]);
+  devices = await makeDevices(flow.work, flow.keysDir, [INDIVIDUAL, MEMBER, STRANGER, WS_INDIVIDUAL, WS_MEMBER]);
   const enrollments = {
-    individualEnrollments: [individual(INDIVIDUAL, individualKey, flow.webhookUrl()), individual(STRANGER, randomKey(), flow.webhookUrl())],
+    individualEnrollments: [
+      individual(INDIVIDUAL, individualKey, flow.webhookUrl()),
+      individual(WS_INDIVIDUAL, individualKey, flow.webhookUrl()),
+      individual(STRANGER, randomKey(), flow.webhookUrl()),
+    ],
     enrollmentGroups: [group('factory-line-7', groupKey, flow.webhookUrl())],
   };
-  // Another process may hold 8883 on an address; draw again then.
+  // Another process may hold 8883 or 443 on an address; draw again then.
   for (let attempt = 1; ; attempt++) {
     dpsAddress = randomLoopback();
     hubAddress = randomLoopback();
     if (dpsAddress === hubAddress) continue;
     const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
     try {
-      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, hubListenHost: hubAddress, hubPort: 8883, tls });
+      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, wsPort: 443, hubListenHost: hubAddress, hubPort: 8883, hubWsPort: 443, tls });
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
@@ -123,11 +130,13 @@ function runDevice(input: DeviceInput, onEvent: (e: Event) => void = () => {}): 
 }
 
 const CASES = [
-  { title: 'an individual enrollment, with the ECC-JWT sample\'s token', id: INDIVIDUAL, key: { symmetricKey: individualKey } },
-  { title: 'an enrollment group member, with a key it derives from the group key', id: MEMBER, key: { groupKey } },
+  { over: 'MQTT', title: 'an individual enrollment, with the ECC-JWT sample\'s token', id: INDIVIDUAL, key: { symmetricKey: individualKey }, websockets: false },
+  { over: 'MQTT', title: 'an enrollment group member, with a key it derives from the group key', id: MEMBER, key: { groupKey }, websockets: false },
+  { over: 'MQTT over WebSockets (websockets=True)', title: 'an individual enrollment', id: WS_INDIVIDUAL, key: { symmetricKey: individualKey }, websockets: true },
+  { over: 'MQTT over WebSockets (websockets=True)', title: 'an enrollment group member', id: WS_MEMBER, key: { groupKey }, websockets: true },
 ];
 
-describe.each(CASES)('the unmodified Python SDK over MQTT: $title', ({ id, key }) => {
+describe.each(CASES)('the unmodified Python SDK over $over: $title', ({ id, key, websockets }) => {
   test('registers (assigned by the webhook), then on its hub reads the twin the webhook set, follows a desired patch, sends telemetry', async () => {
     const dps = flow.dps!;
     const seen = flow.webhookLog.length;
@@ -135,7 +144,9 @@ describe.each(CASES)('the unmodified Python SDK over MQTT: $title', ({ id, key }
     let pushError: unknown;
     const telemetry = { deviceId: id, temperature: 21.5, seq: 1 };
     let assigned: Event | undefined;
-    const run = await runDevice({ registrationId: id, ...key, jwt: await sampleToken(id), hub: { gatewayHost: hubAddress, telemetry } }, (e) => {
+    // With websockets the SDK goes to 443 only, where nothing but the local DPS and hub's wss servers listen on these
+    // addresses: getting through proves the WebSocket path.
+    const run = await runDevice({ registrationId: id, ...key, websockets, jwt: await sampleToken(id), hub: { gatewayHost: hubAddress, telemetry } }, (e) => {
       if (e.event === 'assigned') assigned = e;
       if (e.event !== 'ready_for_patch' || assigned === undefined) return;
       try {
@@ -207,6 +218,3 @@ describe('refusals the Python SDK reports', () => {
   });
 });
 
-// MQTT over WebSockets (port 443, `websockets=True`): device.py takes `"websockets": true` already. Enable once the
-// local DPS and hub serve WebSockets (issue 23, another branch): the DPS and hub then need 443 on their addresses.
-test.todo('the unmodified Python SDK over MQTT over WebSockets (websockets=True) registers and reaches its hub');

@@ -190,12 +190,13 @@ describe('what the real WebSocket front end refuses, the local one refuses (HTTP
   });
 
   it('a wrong path: 400, naming the path, and logged', async () => {
-    for (const path of ['/', '/mqtt', '/$iothub/websocket/extra']) {
+    for (const path of ['/', '/mqtt', '/$iothub/websocket/extra', '/mqtt?sig=SECRET-IN-QUERY']) {
       const answer = await handshake(local, path, ['mqtt']);
       expect(answer.status).toBe(400);
       expect(answer.body).toContain('path must be /$iothub/websocket');
     }
     expect(logged.some((l) => l.startsWith('dps websocket upgrade refused (400) for /mqtt: path must be /$iothub/websocket'))).toBe(true);
+    expect(logged.join('\n')).not.toContain('SECRET-IN-QUERY');
   });
 
   it('no subprotocol, or not mqtt: 400', async () => {
