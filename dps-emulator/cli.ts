@@ -22,7 +22,7 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --ws-port <n>                   DPS MQTT over WebSockets (wss, /$iothub/websocket) on --host   default off
   --hub-ws-port <n>               hub MQTT over WebSockets on --hub-listen       default off
                                   (SDK WebSocket transports always use 443: e.g. --ws-port 443 and
-                                  --hub-listen ::1 --hub-ws-port 443, as root; 0 = a free port)
+                                  --hub-listen 127.0.0.2 --hub-ws-port 443, as root; 0 = a free port)
   --host <addr>                   interface to listen on                         default 127.0.0.1
   --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
   --cert <file> --key <file> --ca <file>

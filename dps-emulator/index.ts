@@ -3,7 +3,7 @@
  * verification for symmetric-key enrollments, and custom allocation through a webhook on loopback.
  */
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { DPS_RETRY_SCHEDULE, type RetrySchedule } from './protocol/allocation.js';
 import { EnrollmentsError, validateEnrollments, type EnrollmentsFile } from './protocol/enrollments.js';
 import { RegistrationService, type RegistrationRecord } from './protocol/service.js';
@@ -120,7 +120,10 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const retryAfterSeconds = options.retryAfterSeconds ?? 3;
   const log = options.log ?? (() => {});
 
-  const tls: TlsMaterial = options.tls ?? (await generateLocalTls());
+  // A generated certificate also names the addresses given to listen on (e.g. --hub-listen 127.0.0.2), so a device
+  // connecting to that address, as the WebSocket transports must (port 443, no port of their own), trusts it.
+  const listenIps = [host, options.hubListenHost ?? host].filter((a) => isIP(a) !== 0 && !['127.0.0.1', '::1', '0.0.0.0', '::'].includes(a));
+  const tls: TlsMaterial = options.tls ?? (await generateLocalTls(new Date(), [...new Set(listenIps)]));
   const ca = options.tls?.caFile ? { path: options.tls.caFile, remove: async () => {} } : await writeCaFile(tls.ca);
 
   let hubServer: HubMqttServer | undefined;

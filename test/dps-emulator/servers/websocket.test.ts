@@ -168,7 +168,8 @@ function handshake(target: LocalDps, path: string, protocols: string[] | undefin
   });
 }
 
-// On free ports (wsPort: 0), so these run without root too.
+// On free ports (wsPort: 0), so these run without root too; the hub on a loopback address of its own, which the
+// generated certificate names without being told.
 describe('what the real WebSocket front end refuses, the local one refuses (HTTP 400)', () => {
   let local: LocalDps;
   const logged: string[] = [];
@@ -176,6 +177,7 @@ describe('what the real WebSocket front end refuses, the local one refuses (HTTP
     local = await startLocalDps({
       enrollments: { individualEnrollments: [{ registrationId: 'ws-raw', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: KEY } }, allocationPolicy: 'static', iotHubs: [HUB] }] },
       wsPort: 0,
+      hubListenHost: randomLoopback(),
       hubWsPort: 0,
       log: (l) => logged.push(l),
     });
@@ -207,9 +209,9 @@ describe('what the real WebSocket front end refuses, the local one refuses (HTTP
     }
   });
 
-  it('a plain HTTPS request (no upgrade): 400, not an API', async () => {
+  it("a plain HTTPS request (no upgrade): 400, not an API; the certificate is valid for the hub's own address", async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: local.hub.websocket!.port, path: '/$iothub/websocket', ca: local.caPem }, (res) => {
+      const req = request({ host: local.hub.websocket!.address, port: local.hub.websocket!.port, path: '/$iothub/websocket', ca: local.caPem }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });
@@ -220,7 +222,7 @@ describe('what the real WebSocket front end refuses, the local one refuses (HTTP
   });
 
   it("behind an accepted upgrade is the hub's own MQTT handler: a device DPS never assigned gets CONNACK 5", async () => {
-    const client = mqtt.connect(`wss://127.0.0.1:${local.hub.websocket!.port}/$iothub/websocket`, {
+    const client = mqtt.connect(local.hub.websocket!.url, {
       clientId: 'ws-raw',
       username: `${HUB}/ws-raw/?api-version=2021-04-12`,
       password: 'SharedAccessSignature sr=x&sig=y&se=1',
