@@ -3,7 +3,7 @@
  * azure-iot-provisioning-device-mqtt `MqttWs` and azure-iot-device-mqtt `MqttWs`. Both build
  * `wss://<host>:443/$iothub/websocket` and take no port (`mqtt_ws.ts`), so the DPS and the hub each listen on 443 at
  * a loopback address of their own (127.x.y.z, random per run), named in the local CA's certificate. Binding 443
- * needs root (or net.ipv4.ip_unprivileged_port_start), as the suite runs; elsewhere this file is skipped, saying so.
+ * needs root (or net.ipv4.ip_unprivileged_port_start), as the suite runs; elsewhere these SDK tests are skipped, saying so.
  *
  * Then what the real front end refuses (HTTP 400, servers/websocket.ts cites the sources), with a raw `ws` client.
  */
@@ -23,12 +23,13 @@ import { startLocalDps, type LocalDps } from '../../../dps-emulator/index.js';
 import { deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
 import { generateLocalTls } from '../../../dps-emulator/tls.js';
 import { guardDns, guardLoopback } from '../../support/loopback-guard.js';
+import { mayBind443 } from '../../support/ports.js';
 
 const KEY = Buffer.alloc(32, 5).toString('base64');
 const GROUP_KEY = Buffer.alloc(64, 8).toString('base64');
 const HUB = 'hub-ws.azure-devices.net';
 const TWIN = { tags: { site: 'porto' }, properties: { desired: { telemetryInterval: 15 } } };
-const canBind443 = process.getuid?.() === 0;
+const canBind443 = mayBind443();
 
 let dps: LocalDps;
 const lines: string[] = [];
