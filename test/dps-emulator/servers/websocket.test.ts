@@ -242,3 +242,29 @@ describe('what the real WebSocket front end refuses, the local one refuses (HTTP
 });
 
 if (!canBind443) it.skip('the SDKs over MqttWs need port 443 on loopback, which needs root here (they take no other port)', () => {});
+
+describe('closing with devices still connected over WebSockets', () => {
+  it('close() ends their connections and returns; the device sees its connection close', async () => {
+    const local = await startLocalDps({
+      enrollments: { individualEnrollments: [{ registrationId: 'ws-open', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: KEY } }, allocationPolicy: 'static', iotHubs: [HUB] }] },
+      wsPort: 0,
+    });
+    // DPS accepts a CONNECT of the right shape and checks the SAS per request (servers/mqtt.ts), so this one stays.
+    const client = mqtt.connect(local.websocket!.url, {
+      clientId: 'ws-open',
+      username: `${local.idScope}/registrations/ws-open/api-version=2019-03-31`,
+      password: 'SharedAccessSignature sr=x&sig=y&se=1',
+      ca: local.caPem,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    await local.close();
+    await closed;
+    client.end(true);
+  });
+});
