@@ -19,6 +19,10 @@ Usage: node dist/dps-emulator/cli.js --enrollments <file> [options]
   --hub-port <n>                  local IoT Hub (MQTT/TLS) for all linked hubs   default 8884
   --hub-listen <addr>             interface of the local IoT Hub alone           default --host
                                   (e.g. ::1 with --hub-port 8883 for Python devices)
+  --ws-port <n>                   DPS MQTT over WebSockets (wss, /$iothub/websocket) on --host   default off
+  --hub-ws-port <n>               hub MQTT over WebSockets on --hub-listen       default off
+                                  (SDK WebSocket transports always use 443: e.g. --ws-port 443 and
+                                  --hub-listen 127.0.0.2 --hub-ws-port 443, as root; 0 = a free port)
   --host <addr>                   interface to listen on                         default 127.0.0.1
   --id-scope <scope>              id scope devices must use                      default ${DEFAULT_ID_SCOPE}
   --cert <file> --key <file> --ca <file>
@@ -60,6 +64,8 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
         'mqtt-port': { type: 'string' },
         'hub-port': { type: 'string' },
         'hub-listen': { type: 'string' },
+        'ws-port': { type: 'string' },
+        'hub-ws-port': { type: 'string' },
         'max-registrations': { type: 'string' },
         host: { type: 'string' },
         'id-scope': { type: 'string' },
@@ -98,6 +104,9 @@ export async function parseCli(argv: string[]): Promise<{ help: true } | { help:
     maxRegistrations: int('max-registrations', values['max-registrations'], 10_000, 1, 1_000_000),
     host: values.host ?? '127.0.0.1',
     ...(values['hub-listen'] !== undefined && { hubListenHost: values['hub-listen'] }),
+    // Off unless asked: the SDKs want 443, a privileged port, and DPS and hub each need an address for it.
+    ...(values['ws-port'] !== undefined && { wsPort: int('ws-port', values['ws-port'], 0, 0, 65535) }),
+    ...(values['hub-ws-port'] !== undefined && { hubWsPort: int('hub-ws-port', values['hub-ws-port'], 0, 0, 65535) }),
     idScope: values['id-scope'] ?? DEFAULT_ID_SCOPE,
     webhookRetry: {
       attempts: int('webhook-attempts', values['webhook-attempts'], 10, 1, 100),
@@ -125,7 +134,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<LocalDps | unde
   io.out(`local DPS id scope ${dps.idScope}`);
   io.out(`  HTTPS device API  https://${dps.httpsHost}  (SDK: host "localhost", https.Agent defaultPort ${dps.httpsPort})`);
   io.out(`  MQTT device API   mqtts://${dps.mqttHost}  (SDK: host "${dps.mqttHost}")`);
+  if (dps.websocket) io.out(`  MQTT/WebSockets   ${dps.websocket.url}  (SDK websocket transport: host "${dps.websocket.address}", port 443 only)`);
   io.out(`  local IoT Hub     mqtts://${dps.hub.host}  for ${dps.hub.hubNames.join(', ')}  (connection string: ...;GatewayHostName=${dps.hub.host})`);
+  if (dps.hub.websocket) io.out(`  hub WebSockets    ${dps.hub.websocket.url}  (SDK websocket transport: GatewayHostName=${dps.hub.websocket.address}, port 443 only)`);
   io.out(`  CA certificate    ${dps.caFile}  (trust it: NODE_EXTRA_CA_CERTS=${dps.caFile})`);
   return dps;
 }

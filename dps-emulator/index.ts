@@ -3,7 +3,7 @@
  * verification for symmetric-key enrollments, and custom allocation through a webhook on loopback.
  */
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { DPS_RETRY_SCHEDULE, type RetrySchedule } from './protocol/allocation.js';
 import { EnrollmentsError, validateEnrollments, type EnrollmentsFile } from './protocol/enrollments.js';
 import { RegistrationService, type RegistrationRecord } from './protocol/service.js';
@@ -11,6 +11,7 @@ import { HubRegistry, type HubDeviceView, type TelemetryMessage } from './hub/re
 import { createHubMqttServer, type HubMqttServer } from './servers/hub-mqtt.js';
 import { createHttpsDeviceServer } from './servers/https.js';
 import { createMqttDeviceServer } from './servers/mqtt.js';
+import { createMqttWebSocketServer, WEBSOCKET_PATH, type MqttWebSocketServer } from './servers/websocket.js';
 import { generateLocalTls, writeCaFile, type TlsMaterial } from './tls.js';
 import { postWebhook } from './webhook.js';
 
@@ -31,6 +32,13 @@ export interface LocalDpsOptions {
   mqttPort?: number;
   /** The local IoT Hub's MQTT-over-TLS port (every linked hub answers here). Default 0 (the CLI defaults to 8884). */
   hubPort?: number;
+  /**
+   * MQTT over WebSockets (`wss://…/$iothub/websocket`) for the DPS, on `host`, and for the hub, on `hubListenHost`:
+   * the same brokers as the MQTT ports, behind a WebSocket handshake. Off unless given; 0 = a free port. The SDKs'
+   * WebSocket transports always connect to 443 (docs/local-dps.md, MQTT over WebSockets).
+   */
+  wsPort?: number;
+  hubWsPort?: number;
   /** Most distinct registration ids (and hub devices) kept; a new one beyond is answered 429. Default 10,000. */
   maxRegistrations?: number;
   /** Interface to listen on. Default 127.0.0.1; the emulator is for this machine only. */
@@ -57,6 +65,8 @@ export interface LocalHub {
   /** "localhost:PORT": what a device gives as GatewayHostName (or the sample device's --hub-host). */
   readonly host: string;
   readonly port: number;
+  /** MQTT over WebSockets, when `hubWsPort` was given. */
+  readonly websocket?: WebSocketEndpoint;
   /** Lower-cased names of every linked hub it answers for. */
   readonly hubNames: readonly string[];
   devices(): HubDeviceView[];
@@ -72,6 +82,15 @@ export interface LocalHub {
   connectionString(hub: string, deviceId: string, deviceKey: string): string;
 }
 
+/** Where MQTT over WebSockets is served. */
+export interface WebSocketEndpoint {
+  /** `wss://{address}:{port}/$iothub/websocket` */
+  readonly url: string;
+  /** The listening address as a URL host (IPv6 in brackets): the SDK's host when `port` is 443. */
+  readonly address: string;
+  readonly port: number;
+}
+
 export interface LocalDps {
   idScope: string;
   /** "localhost:PORT": the provisioning host to give an SDK. */
@@ -79,6 +98,8 @@ export interface LocalDps {
   mqttHost: string;
   httpsPort: number;
   mqttPort: number;
+  /** MQTT over WebSockets, when `wsPort` was given. */
+  websocket?: WebSocketEndpoint;
   caPem: string;
   /** A file holding caPem (for NODE_EXTRA_CA_CERTS or --ca); removed on close when the emulator wrote it. */
   caFile: string;
@@ -99,7 +120,10 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const retryAfterSeconds = options.retryAfterSeconds ?? 3;
   const log = options.log ?? (() => {});
 
-  const tls: TlsMaterial = options.tls ?? (await generateLocalTls());
+  // A generated certificate also names the addresses given to listen on (e.g. --hub-listen 127.0.0.2), so a device
+  // connecting to that address, as the WebSocket transports must (port 443, no port of their own), trusts it.
+  const listenIps = [host, options.hubListenHost ?? host].filter((a) => isIP(a) !== 0 && !['127.0.0.1', '::1', '0.0.0.0', '::'].includes(a));
+  const tls: TlsMaterial = options.tls ?? (await generateLocalTls(new Date(), [...new Set(listenIps)]));
   const ca = options.tls?.caFile ? { path: options.tls.caFile, remove: async () => {} } : await writeCaFile(tls.ca);
 
   let hubServer: HubMqttServer | undefined;
@@ -118,14 +142,22 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const mqtt = await createMqttDeviceServer(service, tls);
   hubServer = await createHubMqttServer(registry, tls, log);
   const hubMqtt = hubServer;
+  const hubListen = options.hubListenHost ?? host;
+  // The WebSocket servers only hand streams to the brokers above: one protocol implementation for both ports.
+  const dpsWs = options.wsPort === undefined ? undefined : createMqttWebSocketServer(tls, mqtt.handle, (l) => log(`dps ${l}`));
+  const hubWs = options.hubWsPort === undefined ? undefined : createMqttWebSocketServer(tls, hubMqtt.handle, (l) => log(`hub ${l}`));
   try {
     await listen(https, options.httpsPort ?? 0, host);
     await listen(mqtt.server, options.mqttPort ?? 0, host);
-    await listen(hubMqtt.server, options.hubPort ?? 0, options.hubListenHost ?? host);
+    await listen(hubMqtt.server, options.hubPort ?? 0, hubListen);
+    if (dpsWs) await listen(dpsWs.server, options.wsPort!, host);
+    if (hubWs) await listen(hubWs.server, options.hubWsPort!, hubListen);
   } catch (err) {
     https.close();
     await mqtt.close();
     await hubMqtt.close();
+    await dpsWs?.close();
+    await hubWs?.close();
     await ca.remove();
     throw err;
   }
@@ -133,11 +165,11 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
   const mqttPort = (mqtt.server.address() as AddressInfo).port;
   const hubPort = (hubMqtt.server.address() as AddressInfo).port;
   // The name devices use for it: one the generated certificate covers (localhost, 127.0.0.1, ::1).
-  const hubListen = options.hubListenHost ?? host;
   const hubHost = hubListen === '::1' ? `[::1]:${hubPort}` : `${hubListen === '127.0.0.1' ? 'localhost' : hubListen}:${hubPort}`;
   const hub: LocalHub = {
     host: hubHost,
     port: hubPort,
+    ...(hubWs && { websocket: endpoint(hubWs.server, hubListen) }),
     hubNames: registry.hubNames(),
     devices: () => registry.devicesList(),
     device: (h, id) => registry.device(h, id),
@@ -153,6 +185,7 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
     mqttHost: `localhost:${mqttPort}`,
     httpsPort,
     mqttPort,
+    ...(dpsWs && { websocket: endpoint(dpsWs.server, host) }),
     caPem: tls.ca,
     caFile: ca.path,
     registrations: () => service.registrations(),
@@ -167,6 +200,8 @@ export async function startLocalDps(options: LocalDpsOptions): Promise<LocalDps>
           }),
           mqtt.close(),
           hubMqtt.close(),
+          dpsWs?.close(),
+          hubWs?.close(),
         ]);
         await ca.remove();
       })()),
@@ -188,6 +223,12 @@ export async function loadEnrollments(path: string): Promise<EnrollmentsFile> {
     throw new EnrollmentsError([`is not valid JSON (${(err as Error).message})`], path);
   }
   return validateEnrollments(doc, path);
+}
+
+function endpoint(server: MqttWebSocketServer['server'], listenHost: string): WebSocketEndpoint {
+  const port = (server.address() as AddressInfo).port;
+  const address = listenHost.includes(':') ? `[${listenHost}]` : listenHost;
+  return { url: `wss://${address}:${port}${WEBSOCKET_PATH}`, address, port };
 }
 
 function listen(server: import('node:net').Server, port: number, host: string): Promise<void> {

@@ -4,6 +4,7 @@
  * answers each twin request to the requesting device alone. Nothing is routed between devices. Every rule below cites
  * its source; docs/local-dps.md collects them.
  */
+import type { Duplex } from 'node:stream';
 import { createServer, type Server } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { HubAuthError, MAX_D2C_MESSAGE_BYTES, TwinOperationError, type DesiredUpdate, type HubRegistry } from '../hub/registry.js';
@@ -31,6 +32,8 @@ interface Session {
 
 export interface HubMqttServer {
   readonly server: Server;
+  /** Serves one MQTT connection on any byte stream: how MQTT over WebSockets reaches the same broker (websocket.ts). */
+  handle(stream: Duplex): void;
   /** Closes the live connection of a device (it was moved to another hub). */
   disconnect(hub: string, deviceId: string): void;
   /** Pushes a desired-properties patch to the device if it is connected and subscribed. */
@@ -142,6 +145,7 @@ export async function createHubMqttServer(registry: HubRegistry, tls: TlsMateria
 
   return {
     server,
+    handle: (stream) => void broker.handle(stream),
     disconnect(hub, deviceId) {
       live.get(liveKey(hub, deviceId))?.close();
     },

@@ -7,6 +7,7 @@
  * is verified on each request and a bad one answered on res/401, as the real DPS does (devices connect with a bad
  * key and get 401 on their register publish).
  */
+import type { Duplex } from 'node:stream';
 import { createServer, type Server } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { errorBody } from '../protocol/errors.js';
@@ -34,6 +35,8 @@ interface Session {
 
 export interface MqttDeviceServer {
   readonly server: Server;
+  /** Serves one MQTT connection on any byte stream: how MQTT over WebSockets reaches the same broker (websocket.ts). */
+  handle(stream: Duplex): void;
   close(): Promise<void>;
 }
 
@@ -90,6 +93,7 @@ export async function createMqttDeviceServer(service: RegistrationService, tls: 
 
   return {
     server,
+    handle: (stream) => void broker.handle(stream),
     close: () =>
       new Promise<void>((resolve) => {
         broker.close(() => server.close(() => resolve()));

@@ -39,6 +39,17 @@ describe('cli', () => {
     expect(parsed.help).toBe(false);
     if (parsed.help) return;
     expect(parsed.options).toMatchObject({ httpsPort: 9443, mqttPort: 8883, hubPort: 8884, maxRegistrations: 10_000, host: '127.0.0.1', idScope: '0ne00000000', webhookRetry: { attempts: 3, firstDelayMs: 10, incrementMs: 9000 } });
+    // MQTT over WebSockets is off unless asked for.
+    expect(parsed.options).not.toHaveProperty('wsPort');
+    expect(parsed.options).not.toHaveProperty('hubWsPort');
+  });
+
+  it('--ws-port and --hub-ws-port turn MQTT over WebSockets on for the DPS and the hub', async () => {
+    const parsed = await parseCli(['--enrollments', await enrollmentsFile(), '--ws-port', '443', '--hub-listen', '::1', '--hub-ws-port', '0']);
+    if (parsed.help) throw new Error('help');
+    expect(parsed.options).toMatchObject({ wsPort: 443, hubWsPort: 0, hubListenHost: '::1' });
+    expect(await usage(['--enrollments', 'x', '--ws-port', 'wss'])).toBe('--ws-port must be an integer from 0 to 65535, got "wss"');
+    expect(await usage(['--enrollments', 'x', '--hub-ws-port', '70000'])).toBe('--hub-ws-port must be an integer from 0 to 65535, got "70000"');
   });
 
   it('refuses bad usage with exit code 2 and a message naming the flag', async () => {
@@ -62,6 +73,21 @@ describe('cli', () => {
       expect(out.join('\n')).toContain(`CA certificate    ${dps!.caFile}`);
       expect(out.join('\n')).toContain(`mqtts://${dps!.mqttHost}`);
       expect(out.join('\n')).toContain(`local IoT Hub     mqtts://${dps!.hub.host}  for hub.azure-devices.net`);
+      expect(out.join('\n')).not.toContain('wss://');
+    } finally {
+      await dps!.close();
+    }
+  });
+
+  it('with --ws-port 0 and --hub-ws-port 0, prints both wss URLs', async () => {
+    const out: string[] = [];
+    const argv = ['--enrollments', await enrollmentsFile(), '--port', '0', '--mqtt-port', '0', '--hub-port', '0', '--ws-port', '0', '--hub-ws-port', '0'];
+    const dps = await runCli(argv, { out: (l) => out.push(l), err: () => {} });
+    try {
+      expect(dps!.websocket!.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/\$iothub\/websocket$/);
+      expect(dps!.hub.websocket!.port).not.toBe(dps!.websocket!.port);
+      expect(out.join('\n')).toContain(`MQTT/WebSockets   ${dps!.websocket!.url}`);
+      expect(out.join('\n')).toContain(`hub WebSockets    ${dps!.hub.websocket!.url}`);
     } finally {
       await dps!.close();
     }

@@ -4,10 +4,11 @@
  * is the device: it registers over MQTT with a symmetric key and a {"jwt": ...} payload, then connects to the hub DPS
  * assigned, reads the twin the webhook set, follows a desired-property patch the back end pushes, and sends telemetry.
  *
- * Port: the SDK always connects to 8883 (443 with websockets) and takes no port (mqtt_transport.py `connect`), so the
- * DPS and the hub each listen on 8883 at a loopback address of their own (127.x.y.z, random per run, which Linux
- * routes to `lo`), named in the local CA's certificate. The device is given that address as `provisioning_host` and
- * `gateway_hostname`, and the CA as `server_verification_cert`, as a user of the SDK would.
+ * Port: the SDK always connects to 8883, or 443 with `websockets=True` (wss at `/$iothub/websocket`), and takes no
+ * port (mqtt_transport.py `connect`), so the DPS and the hub each listen on 8883 and 443 at a loopback address of
+ * their own (127.x.y.z, random per run, which Linux routes to `lo`), named in the local CA's certificate. The device
+ * is given that address as `provisioning_host` and `gateway_hostname`, and the CA as `server_verification_cert`, as
+ * a user of the SDK would. Binding 443 needs root, as the suite runs.
  */
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
@@ -18,6 +19,7 @@ import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
+import { mayBind443 } from '../support/ports.js';
 import { pythonEnvBin } from '../support/python.js';
 
 const SCRIPT = join(import.meta.dirname, 'device.py');
@@ -27,6 +29,9 @@ const groupKey = randomKey(64);
 const INDIVIDUAL = 'py-sample-0001';
 const MEMBER = 'py-line7-0002';
 const STRANGER = 'py-wrong-key-0003';
+const WS_INDIVIDUAL = 'py-ws-sample-0004';
+const WS_MEMBER = 'py-ws-line7-0005';
+const WS_STRANGER = 'py-ws-wrong-key-0006';
 
 let flow: Flow;
 let devices: Map<string, Device>;
@@ -39,25 +44,33 @@ const times: { name: string; ms: number }[] = [];
 const tokens: string[] = [];
 const outputs: string[] = [];
 
+/** `websockets=True` needs 443 on the two addresses: root, as the suite runs; elsewhere those cases are skipped. */
+const withWebSockets = mayBind443();
 const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
 
 beforeAll(async () => {
   python = join(pythonEnvBin('requirements-device'), 'python');
   // The sample's tokens live 10 days; the webhook's cap must allow them (README: devices built for the sample).
   flow = await startFlow({ JWT_MAX_LIFETIME_SECONDS: String(TEN_DAYS) });
-  devices = await makeDevices(flow.work, flow.keysDir, [INDIVIDUAL, MEMBER, STRANGER]);
+  devices = await makeDevices(flow.work, flow.keysDir, [INDIVIDUAL, MEMBER, STRANGER, WS_INDIVIDUAL, WS_MEMBER, WS_STRANGER]);
   const enrollments = {
-    individualEnrollments: [individual(INDIVIDUAL, individualKey, flow.webhookUrl()), individual(STRANGER, randomKey(), flow.webhookUrl())],
+    individualEnrollments: [
+      individual(INDIVIDUAL, individualKey, flow.webhookUrl()),
+      individual(WS_INDIVIDUAL, individualKey, flow.webhookUrl()),
+      individual(STRANGER, randomKey(), flow.webhookUrl()),
+      individual(WS_STRANGER, randomKey(), flow.webhookUrl()),
+    ],
     enrollmentGroups: [group('factory-line-7', groupKey, flow.webhookUrl())],
   };
-  // Another process may hold 8883 on an address; draw again then.
+  // Another process may hold 8883 or 443 on an address; draw again then.
   for (let attempt = 1; ; attempt++) {
     dpsAddress = randomLoopback();
     hubAddress = randomLoopback();
     if (dpsAddress === hubAddress) continue;
     const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
     try {
-      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, hubListenHost: hubAddress, hubPort: 8883, tls });
+      const ws = withWebSockets ? { wsPort: 443, hubWsPort: 443 } : {};
+      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, hubListenHost: hubAddress, hubPort: 8883, ...ws, tls });
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
@@ -123,19 +136,23 @@ function runDevice(input: DeviceInput, onEvent: (e: Event) => void = () => {}): 
 }
 
 const CASES = [
-  { title: 'an individual enrollment, with the ECC-JWT sample\'s token', id: INDIVIDUAL, key: { symmetricKey: individualKey } },
-  { title: 'an enrollment group member, with a key it derives from the group key', id: MEMBER, key: { groupKey } },
+  { over: 'MQTT', title: 'an individual enrollment, with the ECC-JWT sample\'s token', id: INDIVIDUAL, key: { symmetricKey: individualKey }, websockets: false },
+  { over: 'MQTT', title: 'an enrollment group member, with a key it derives from the group key', id: MEMBER, key: { groupKey }, websockets: false },
+  { over: 'MQTT over WebSockets (websockets=True)', title: 'an individual enrollment', id: WS_INDIVIDUAL, key: { symmetricKey: individualKey }, websockets: true },
+  { over: 'MQTT over WebSockets (websockets=True)', title: 'an enrollment group member', id: WS_MEMBER, key: { groupKey }, websockets: true },
 ];
 
-describe.each(CASES)('the unmodified Python SDK over MQTT: $title', ({ id, key }) => {
-  test('registers (assigned by the webhook), then on its hub reads the twin the webhook set, follows a desired patch, sends telemetry', async () => {
+describe.each(CASES)('the unmodified Python SDK over $over: $title', ({ id, key, websockets }) => {
+  test.skipIf(websockets && !withWebSockets)('registers (assigned by the webhook), then on its hub reads the twin the webhook set, follows a desired patch, sends telemetry', async () => {
     const dps = flow.dps!;
     const seen = flow.webhookLog.length;
     let pushed: number | undefined;
     let pushError: unknown;
     const telemetry = { deviceId: id, temperature: 21.5, seq: 1 };
     let assigned: Event | undefined;
-    const run = await runDevice({ registrationId: id, ...key, jwt: await sampleToken(id), hub: { gatewayHost: hubAddress, telemetry } }, (e) => {
+    // With websockets the SDK goes to 443 only, where nothing but the local DPS and hub's wss servers listen on these
+    // addresses: getting through proves the WebSocket path.
+    const run = await runDevice({ registrationId: id, ...key, websockets, jwt: await sampleToken(id), hub: { gatewayHost: hubAddress, telemetry } }, (e) => {
       if (e.event === 'assigned') assigned = e;
       if (e.event !== 'ready_for_patch' || assigned === undefined) return;
       try {
@@ -177,9 +194,14 @@ describe.each(CASES)('the unmodified Python SDK over MQTT: $title', ({ id, key }
 });
 
 describe('refusals the Python SDK reports', () => {
-  test('a wrong key: DPS refuses the SAS (401002) and the SDK raises its own ClientError; the webhook is never called', async () => {
+  const WRONG_KEY = [
+    { over: 'MQTT', stranger: STRANGER, websockets: false },
+    { over: 'MQTT over WebSockets', stranger: WS_STRANGER, websockets: true },
+  ];
+  test.for(WRONG_KEY)('a wrong key over $over: DPS refuses the SAS (401002) and the SDK raises its own ClientError; the webhook is never called', { timeout: 180_000 }, async ({ stranger, websockets }, ctx) => {
+    if (websockets && !withWebSockets) ctx.skip();
     const seen = flow.webhookLog.length;
-    const run = await runDevice({ registrationId: STRANGER, symmetricKey: randomKey(), jwt: await sampleToken(STRANGER) });
+    const run = await runDevice({ registrationId: stranger, symmetricKey: randomKey(), websockets, jwt: await sampleToken(stranger) });
     expect(run.code).toBe(1);
     expect(run.events.map((e) => e.event)).toEqual(['error']);
     // What the SDK raises from register() for a 401: ClientError("Unexpected failure") caused by its ServiceError
@@ -191,11 +213,11 @@ describe('refusals the Python SDK reports', () => {
     });
     expect(run.events[0]!.causeMessage).toContain('401');
     // Refused for its signature, not for anything else about the token the SDK made.
-    expect(flow.dpsLog.filter((l) => l.includes(STRANGER))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
+    expect(flow.dpsLog.filter((l) => l.includes(stranger))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
     expect(flow.webhookLog.length).toBe(seen);
-    const last = flow.dps!.registrations().filter((r) => r.registrationId === STRANGER);
+    const last = flow.dps!.registrations().filter((r) => r.registrationId === stranger);
     expect(last).toEqual([]);
-  }, 180_000);
+  });
 
   test('no key, token or SAS reached the webhook\'s or the DPS\'s log, nor the device\'s output', () => {
     const logs = flow.allLogText();
@@ -207,6 +229,3 @@ describe('refusals the Python SDK reports', () => {
   });
 });
 
-// MQTT over WebSockets (port 443, `websockets=True`): device.py takes `"websockets": true` already. Enable once the
-// local DPS and hub serve WebSockets (issue 23, another branch): the DPS and hub then need 443 on their addresses.
-test.todo('the unmodified Python SDK over MQTT over WebSockets (websockets=True) registers and reaches its hub');
