@@ -133,7 +133,7 @@ export async function verifyToken(
       // A device may hold several keys (rotation); only a signature mismatch means "try the next one".
       if (error instanceof errors.JWSSignatureVerificationFailed) continue;
       // jose judges the claims only once the signature verified.
-      if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTInvalid) progress.pass('signature');
+      if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTExpired || error instanceof errors.JWTInvalid) progress.pass('signature');
       throw mapJoseError(error);
     }
   }
