@@ -83,7 +83,8 @@ export interface ExplainResult {
   readonly verdict?: { readonly code: ReasonCode; readonly hint: string };
 }
 
-const PLACEHOLDER_HUB = 'linked-hub.invalid';
+/** Linked hubs when neither --linked-hub nor IOT_HUB_HOSTNAME names one: reserved, never a real host (RFC 2606). */
+export const PLACEHOLDER_HUB = 'linked-hub.invalid';
 
 function settingsError(error: unknown): never {
   if (error instanceof ConfigError) throw new FleetError('settings', error.message, 'explain reads the same settings as the function: fix the setting there');
@@ -115,7 +116,7 @@ export async function explain(options: ExplainOptions): Promise<ExplainResult> {
     store: describeStore(config),
     entries,
   };
-  if (options.token === undefined) return { ...base, ...verdictOf(entries, options) };
+  if (options.token === undefined) return { ...base, ...verdictOf(entries, config, options) };
 
   // The webhook as the function builds it, over the same store, with no replay store: nothing is recorded.
   const webhook = await createWebhook({ ...config, replay: { kind: 'off' } }, { keyStore: source, now: () => atMs });
@@ -137,7 +138,7 @@ export async function explain(options: ExplainOptions): Promise<ExplainResult> {
       code,
       message: body.message ?? REASONS[code].summary,
       ...(body.iotHubHostName !== undefined && { hub: body.iotHubHostName }),
-      hint: hintFor(code, options, used),
+      hint: hintFor(code, config, options, used),
       facts: factsFor(code, options.token, config, options, atMs, entries),
       ...(config.replay.kind !== 'off' && {
         replayNote: `explain does not record the jti; the webhook would (REPLAY_STORE=${config.replay.kind}) and refuse its second use (token_replayed)`,
@@ -230,24 +231,27 @@ function digestOfKeys(keys: readonly VerificationKey[]): string {
   return digestOf(der);
 }
 
-function verdictOf(entries: readonly EntryReport[], options: ExplainOptions): Pick<ExplainResult, 'verdict'> {
+function verdictOf(entries: readonly EntryReport[], config: WebhookConfig, options: ExplainOptions): Pick<ExplainResult, 'verdict'> {
   const used = entries.find((e) => e.used);
   const code: ReasonCode | undefined = used === undefined
     ? 'device_key_not_found'
     : used.state === 'unreadable' ? used.code : used.enabled === false ? 'device_key_disabled' : undefined;
-  return code === undefined ? {} : { verdict: { code, hint: hintFor(code, options, used) } };
+  return code === undefined ? {} : { verdict: { code, hint: hintFor(code, config, options, used) } };
 }
 
 /** REASON_HINTS, made concrete for this device where the table says "run X". */
-function hintFor(code: ReasonCode, options: ExplainOptions, used: EntryReport | undefined): string {
+function hintFor(code: ReasonCode, config: WebhookConfig, options: ExplainOptions, used: EntryReport | undefined): string {
   const hint = REASON_HINTS[code];
-  if (code === 'device_key_disabled' && used !== undefined) {
-    const who = used.role === 'group' && options.group !== undefined ? `--group-id ${options.group}` : `--registration-id ${options.registrationId}`;
-    return used.role === 'fleet'
-      ? `${hint} The entry deciding is the fleet key (${used.name}): enabling it admits every device without its own key.`
-      : `${hint}\n  scripts/activate.sh --vault <vault> ${who}`;
+  if (code !== 'device_key_disabled' || used === undefined) return hint;
+  if (used.role === 'fleet') return `${hint} The entry deciding is the fleet key (${used.name}): enabling it admits every device without a key of its own.`;
+  const source = config.keySource;
+  if (source.kind === 'local') {
+    return `${hint}\n  In the key folder: set "enabled": true in ${used.origin?.replace(/\.(pem|jwk|json)$/i, '') ?? options.registrationId}.meta (or activate it in the portal).`;
   }
-  return hint;
+  const who = used.role === 'group' && options.group !== undefined ? `--group-id ${options.group}` : `--registration-id ${options.registrationId}`;
+  // The vault's name when the URL is the public cloud's https://NAME.vault.azure.net.
+  const vault = /^https:\/\/([a-z0-9-]{3,24})\.vault\.azure\.net$/i.exec(source.keyVault.url)?.[1] ?? '<vault name>';
+  return `${hint}\n  scripts/activate.sh --vault ${vault} ${who}`;
 }
 
 /** A claim as text, short and printable; a value the device chose is never trusted to be either. */
