@@ -23,6 +23,17 @@ function entryLines(entry: EntryReport): string[] {
   if (entry.origin !== undefined) lines.push(`${pad}stored as  ${clean(entry.origin)}`);
   if (entry.enabled === false && (entry.algorithms === undefined || entry.algorithms.length === 0)) {
     lines.push(`${pad}keys       not shown: the store hands out no key of a disabled entry`);
+    const listed = entry.listedTags;
+    if (listed !== undefined && 'error' in listed && typeof listed.error === 'string') {
+      lines.push(`${pad}tags       not listed (${clean(listed.error, 120)})`);
+      return lines;
+    }
+    const tags = Object.entries((listed ?? entry.tags ?? {}) as Record<string, string>);
+    const tagged = tags.find(([name]) => name === DIGEST_TAG)?.[1];
+    if (tagged !== undefined) lines.push(`${pad}sha256     ${clean(tagged, 64)} (its ${DIGEST_TAG} tag; the key itself is not readable while disabled)`);
+    const rest = tags.filter(([name]) => name !== DIGEST_TAG);
+    lines.push(`${pad}tags       ${rest.length > 0 ? rest.map(([k, v]) => `${clean(k, 40)}=${clean(v, 60)}`).join(', ') : '(none)'}${listed !== undefined ? ' (listed: a disabled secret\'s GET hands out none)' : ''}`);
+    return lines;
   } else {
     lines.push(`${pad}kids       ${entry.kids !== undefined && entry.kids.length > 0 ? entry.kids.map((k) => clean(k, 40)).join(', ') : '(none: the key matches any kid)'}`);
     lines.push(`${pad}algorithms ${entry.algorithms?.join(', ') ?? '(none)'}`);
@@ -60,7 +71,8 @@ export function formatExplain(result: ExplainResult): string {
       out.push(`Without a token: every token of this device is refused: ${result.verdict.code} (${REASONS[result.verdict.code].summary})`);
       out.push(`Do: ${result.verdict.hint}`);
     } else {
-      out.push('Without a token: the entry above decides; give the device\'s token (--token-file FILE, or - for stdin) to run the checks.');
+      const used = result.entries.find((e) => e.used);
+      out.push(`Without a token: the ${used?.role ?? 'device'} entry ${clean(used?.name ?? '')} decides, and it is enabled; give the device's token (--token-file FILE, or - for stdin) to run the checks.`);
     }
     return out.join('\n');
   }

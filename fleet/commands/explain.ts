@@ -17,6 +17,7 @@ import type { WebhookAnswer } from '../../functions/core/webhook.js';
 import { deviceSecretName, groupSecretName } from '../../functions/keys/names.js';
 import { digestOf } from '../keys.js';
 import { FleetError } from '../errors.js';
+import { createSecretClientVault } from '../vault.js';
 
 export interface ExplainOptions {
   /** The function's settings (app settings, or local.settings.json's Values), as loadConfig reads them. */
@@ -51,6 +52,11 @@ export interface EntryReport {
   readonly tags?: Readonly<Record<string, string>>;
   /** SHA-256 over the DER SPKI of each key, in order (the fleet import's public-key-sha256). */
   readonly digest?: string;
+  /**
+   * For a disabled Key Vault secret, whose value and tags a GET does not hand out: the tags of its newest version as
+   * the vault lists them, or why they could not be listed.
+   */
+  readonly listedTags?: Readonly<Record<string, string>> | { readonly error: string };
   /** For `unreadable`: the code and message the webhook would answer. */
   readonly code?: ReasonCode;
   readonly message?: string;
@@ -104,8 +110,10 @@ export async function explain(options: ExplainOptions): Promise<ExplainResult> {
   const source = await keySourceFor(config, async () => (credential ??= options.credential())).catch(settingsError);
   const entries: EntryReport[] = [];
   let decided = false;
+  const listTags = config.keySource.kind === 'key-vault' ? newestTags(config, async () => (credential ??= options.credential())) : undefined;
   for (const name of source.names(lookup)) {
-    const entry = await readEntry(config, name, options, () => source.store.read(name));
+    let entry = await readEntry(config, name, options, () => source.store.read(name));
+    if (entry.state === 'found' && entry.enabled === false && listTags !== undefined) entry = { ...entry, listedTags: await listTags(name) };
     entries.push({ ...entry, used: !decided && entry.state !== 'absent' });
     if (entry.state !== 'absent') decided = true;
   }
@@ -215,6 +223,23 @@ async function readEntry(
     algorithms: [...new Set(stored.keys.map((k) => k.alg))],
     tags: stored.tags,
     ...(stored.keys.length > 0 && { digest: digestOfKeys(stored.keys) }),
+  };
+}
+
+/** The tags of a secret's newest version, listed (metadata only: allowed for Key Vault Secrets User too). */
+function newestTags(config: WebhookConfig, credential: () => Promise<TokenCredential>) {
+  if (config.keySource.kind !== 'key-vault') throw new TypeError('newestTags needs a Key Vault');
+  const { url, disableChallengeResourceVerification } = config.keySource.keyVault;
+  return async (name: string): Promise<EntryReport['listedTags']> => {
+    try {
+      const vault = createSecretClientVault({ url, credential: await credential(), disableChallengeResourceVerification, listRetry: { maxRetries: 1, retryDelayInMs: 500, maxRetryDelayInMs: 1000 } });
+      const versions = await vault.listVersions(name);
+      const newest = versions.reduce<(typeof versions)[number] | undefined>((a, b) => (a === undefined || (b.createdOn ?? 0) > (a.createdOn ?? 0) ? b : a), undefined);
+      return newest?.tags ?? { error: 'no version listed' };
+    } catch (error) {
+      // VaultError messages hold a status and a code only.
+      return { error: error instanceof Error && error.name === 'VaultError' ? error.message : 'listing failed' };
+    }
   };
 }
 

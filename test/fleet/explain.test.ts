@@ -241,7 +241,7 @@ describe('against Key Vault (stand-in), as the function reaches it', () => {
     grouped = await makeDevice('line7-unit-3');
     await remember(grouped);
     vault.setSecret(deviceSecretName(alice.id), alice.publicPem, { tags: { [DIGEST_TAG]: expectedDigest(alice.publicPem), owner: 'acme' } });
-    vault.setSecret(deviceSecretName(sleeper.id), sleeper.publicPem, { enabled: false });
+    vault.setSecret(deviceSecretName(sleeper.id), sleeper.publicPem, { enabled: false, tags: { [DIGEST_TAG]: expectedDigest(sleeper.publicPem), site: 'lyon' } });
     vault.setSecret(deviceSecretName(keyed.id), JSON.stringify({ keys: [await publicJwk(keyed, { kid: 'k1' }), await publicJwk(bob, { kid: 'k0' })] }));
     vault.setSecret(groupSecretName('line-7'), grouped.publicPem);
     vault.setSecret(deviceSecretName(dotted), alice.publicPem);
@@ -298,6 +298,16 @@ describe('against Key Vault (stand-in), as the function reaches it', () => {
     expect(deviceSecretName(dotted)).toMatch(/^devicehash-/);
     const kids = await explain([keyed.id, '--settings', settings], identityEnv);
     expect(kids.stdout).toMatch(/kids +k1, k0/);
+  });
+
+  test('without a token, a disabled secret: refused, with the tags and digest tag its versions list', async () => {
+    const run = await explain([sleeper.id, '--settings', settings], identityEnv);
+    expect(run.code).toBe(EXIT_CODES.refused);
+    expect(run.stdout).toMatch(new RegExp(`device +${deviceSecretName(sleeper.id)} +DISABLED +<- the webhook uses this entry`));
+    expect(run.stdout).toContain(`sha256     ${expectedDigest(sleeper.publicPem)} (its ${DIGEST_TAG} tag; the key itself is not readable while disabled)`);
+    expect(run.stdout).toContain("tags       site=lyon (listed: a disabled secret's GET hands out none)");
+    expect(run.stdout).toContain('every token of this device is refused: device_key_disabled');
+    expect(run.stdout).toContain(`scripts/activate.sh --vault <vault name> --registration-id ${sleeper.id}`);
   });
 
   test('an id with no secret falls to the fleet key, and the report says so', async () => {
