@@ -68,7 +68,8 @@ export function formatExplain(result: ExplainResult): string {
   if (decision === undefined) {
     out.push('');
     if (result.verdict !== undefined) {
-      out.push(`Without a token: every token of this device is refused: ${result.verdict.code} (${REASONS[result.verdict.code].summary})`);
+      out.push(`Without a token: every token of this device is refused: ${result.verdict.code}.`);
+      out.push(`Why: ${REASONS[result.verdict.code].summary}`);
       out.push(`Do: ${result.verdict.hint}`);
     } else {
       const used = result.entries.find((e) => e.used);

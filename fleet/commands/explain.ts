@@ -271,12 +271,12 @@ function hintFor(code: ReasonCode, config: WebhookConfig, options: ExplainOption
   if (used.role === 'fleet') return `${hint} The entry deciding is the fleet key (${used.name}): enabling it admits every device without a key of its own.`;
   const source = config.keySource;
   if (source.kind === 'local') {
-    return `${hint}\n  In the key folder: set "enabled": true in ${used.origin?.replace(/\.(pem|jwk|json)$/i, '') ?? options.registrationId}.meta (or activate it in the portal).`;
+    return `${hint}\n  Here: set "enabled": true in ${used.origin?.replace(/\.(pem|jwk|json)$/i, '') ?? options.registrationId}.meta in the key folder.`;
   }
   const who = used.role === 'group' && options.group !== undefined ? `--group-id ${options.group}` : `--registration-id ${options.registrationId}`;
   // The vault's name when the URL is the public cloud's https://NAME.vault.azure.net.
   const vault = /^https:\/\/([a-z0-9-]{3,24})\.vault\.azure\.net$/i.exec(source.keyVault.url)?.[1] ?? '<vault name>';
-  return `${hint}\n  scripts/activate.sh --vault ${vault} ${who}`;
+  return `${hint}\n  Here: scripts/activate.sh --vault ${vault} ${who}`;
 }
 
 /** A claim as text, short and printable; a value the device chose is never trusted to be either. */

@@ -76,7 +76,7 @@ export const REASON_HINTS: Readonly<Record<ReasonCode, string>> = {
   token_replayed: 'The device resent a token already used: it must sign a fresh token (new jti) for each registration.',
   token_replay_budget_exceeded: 'Too many unexpired tokens on record for this device: wait for them to expire, or have it sign shorter-lived ones.',
   device_key_not_found: "No key is on file under any name tried: import the device's public key (register-key.sh, fleet import).",
-  device_key_disabled: 'The key entry is disabled (not activated yet, or revoked): run scripts/activate.sh for it (or enable it in the portal).',
+  device_key_disabled: 'The key entry is disabled (not activated yet, or revoked): enable it (scripts/activate.sh for Key Vault, "enabled": true in its .meta in a key folder, or the portal).',
   device_key_unusable: 'What is stored is not a usable public key for JWT_ALGORITHMS: re-import the public key (SPKI PEM or public JWK).',
   key_store_unavailable: 'The key store failed or timed out: check the vault (or key folder) and its network; DPS retries meanwhile.',
   key_store_access_denied: "The identity may not read secrets: grant it Key Vault Secrets User on the vault.",
