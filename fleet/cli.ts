@@ -43,6 +43,9 @@ const IMPORT_OPTIONS: Options = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** Exit codes only `explain` ends with. */
+const EXPLAIN_ONLY_EXITS = ['refused', 'settings'] as const;
+
 const IMPORT_USAGE = `${PROGRAM} import (--vault NAME | --vault-url URL) --manifest FILE [options]`;
 
 const IMPORT_HELP = `Imports every device's public key from a manifest into Key Vault, under the secret names the webhook looks
@@ -77,6 +80,7 @@ line, id and public-key SHA-256.
 
 Exit codes:
 ${Object.entries(EXIT_CODES)
+  .filter(([code]) => !(EXPLAIN_ONLY_EXITS as readonly string[]).includes(code))
   .map(([code, exit]) => `  ${String(exit).padStart(3)}  ${code.padEnd(18)} ${EXIT_CODE_SUMMARIES[code as keyof typeof EXIT_CODES]}`)
   .join('\n')}`;
 
@@ -94,8 +98,16 @@ const EXPLAIN_OPTIONS: Options = {
 
 const EXPLAIN_USAGE = `${PROGRAM} explain <registrationId> [--token-file FILE|-] [--group ID] [--linked-hub HOST]... [options]`;
 
-/** The codes explain ends with, in the order its help lists them. */
-const EXPLAIN_EXITS = ['ok', 'refused', 'settings', 'usage', 'vault_unavailable', 'access_denied', 'internal'] as const;
+/** The codes explain ends with, in the order its help lists them, with what each means for explain. */
+const EXPLAIN_EXITS = {
+  ok: 'the webhook would admit the device (without a token: the entry that decides is enabled)',
+  refused: 'the webhook would refuse the device (without a token: no entry, or a disabled or unusable one)',
+  settings: "the function's settings cannot be loaded (the message names the setting)",
+  usage: EXIT_CODE_SUMMARIES.usage,
+  vault_unavailable: 'the key store could not be read (network, TLS, 5xx, timeout)',
+  access_denied: 'no credential, or no right to read the secret',
+  internal: EXIT_CODE_SUMMARIES.internal,
+} as const satisfies Partial<Record<keyof typeof EXIT_CODES, string>>;
 
 const EXPLAIN_HELP = `Says why the webhook refuses (or admits) one device: reads the device's key entry from the function's key
 store (key folder, fleet key or Key Vault) with the function's own settings and, given the device's token, runs the
@@ -119,7 +131,7 @@ Options:
 The identity needs "Key Vault Secrets User" on the vault (reading, as the function does).
 
 Exit codes:
-${EXPLAIN_EXITS.map((code) => `  ${String(EXIT_CODES[code]).padStart(3)}  ${code.padEnd(18)} ${code === 'ok' ? 'the webhook would admit the device (without a token: its entry is enabled)' : EXIT_CODE_SUMMARIES[code]}`).join('\n')}`;
+${Object.entries(EXPLAIN_EXITS).map(([code, meaning]) => `  ${String(EXIT_CODES[code as keyof typeof EXIT_CODES]).padStart(3)}  ${code.padEnd(18)} ${meaning}`).join('\n')}`;
 
 function toolHelp(): string {
   return `${PROGRAM}: move a fleet of devices' public keys into the webhook's Key Vault, and explain a refusal

@@ -216,6 +216,17 @@ describe('against a key folder, with the settings file the function reads', () =
     expect((await explain([alice.id, '--settings', join(dir, 'missing.json')])).stderr).toMatch(/cannot be read \(ENOENT\)/);
   });
 
+  test('the help lists the exit codes explain ends with; import\'s help does not', async () => {
+    const help = await explain(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/ {4}8 {2}refused /);
+    expect(help.stdout).toMatch(/ {4}9 {2}settings /);
+    let importHelp = '';
+    await main(['import', '--help'], { stdout: (t) => (importHelp += t), stderr: () => {}, env: {} });
+    expect(importHelp).toContain('130  interrupted');
+    expect(importHelp).not.toMatch(/refused|settings/);
+  });
+
   test('bad arguments are usage errors', async () => {
     expect((await explain(['bad id!', '--settings', settings])).code).toBe(EXIT_CODES.usage);
     expect((await explain([alice.id, '--linked-hub', 'not a host'])).stderr).toContain('--linked-hub');
