@@ -5,11 +5,12 @@
  * check, the code the webhook answers and what to do; nothing printed holds the token or key material; without a
  * token it reports the entries; the replay store is never opened.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { EXIT_CODES } from '../../fleet/errors.js';
+import { CHECKS } from '../../functions/core/checks.js';
 import { main } from '../../fleet/cli.js';
 import { DIGEST_TAG } from '../../fleet/keys.js';
 import { deviceSecretName, groupSecretName } from '../../functions/keys/names.js';
@@ -338,4 +339,10 @@ describe('against Key Vault (stand-in), as the function reaches it', () => {
       vault.clearFaults();
     }
   });
+});
+
+test('docs/operations.md names every check of the decision and every exit code explain ends with', async () => {
+  const doc = await readFile(join(import.meta.dirname, '../../docs/operations.md'), 'utf8');
+  for (const check of CHECKS) expect(doc).toContain(`| \`${check}\` |`);
+  for (const code of [0, 1, 2, 4, 5, 8, 9]) expect(doc).toMatch(new RegExp(`^\\| ${code} \\| `, 'm'));
 });
