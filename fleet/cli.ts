@@ -418,6 +418,9 @@ async function explainMain(args: string[], io: CliIo): Promise<number> {
     const failure = error instanceof FleetError ? error : new FleetError('internal', `unexpected ${(error as Error)?.name ?? 'error'}`);
     const lines = [`${PROGRAM} explain: error: ${failure.message}`];
     if (failure.hint !== undefined) lines.push(`  hint: ${failure.hint}`);
+    if (failure.code === 'settings' && !args.includes('--settings') && !args.some((a) => a.startsWith('--settings='))) {
+      lines.push('  hint: without --settings, the settings are read from the environment alone; give --settings local.settings.json');
+    }
     if (failure.code === 'usage') lines.push(`  usage: ${EXPLAIN_USAGE}`);
     io.stderr(`${lines.join('\n')}\n`);
     return failure.exitCode;

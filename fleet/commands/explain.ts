@@ -108,11 +108,18 @@ export async function explain(options: ExplainOptions): Promise<ExplainResult> {
   const lookup = { registrationId: options.registrationId, ...(options.group !== undefined && { enrollmentGroupId: options.group }) };
   let credential: TokenCredential | undefined;
   const source = await keySourceFor(config, async () => (credential ??= options.credential())).catch(settingsError);
+  // One read per name, shared by the report and the decision: both describe the same snapshot of the store.
+  const reads = new Map<string, Promise<StoredKeySet | undefined>>();
+  const read = (name: string) => {
+    let pending = reads.get(name);
+    if (pending === undefined) reads.set(name, (pending = source.store.read(name)));
+    return pending;
+  };
   const entries: EntryReport[] = [];
   let decided = false;
   const listTags = config.keySource.kind === 'key-vault' ? newestTags(config, async () => (credential ??= options.credential())) : undefined;
   for (const name of source.names(lookup)) {
-    let entry = await readEntry(config, name, options, () => source.store.read(name));
+    let entry = await readEntry(config, name, options, () => read(name));
     if (entry.state === 'found' && entry.enabled === false && listTags !== undefined) entry = { ...entry, listedTags: await listTags(name) };
     entries.push({ ...entry, used: !decided && entry.state !== 'absent' });
     if (entry.state !== 'absent') decided = true;
@@ -127,7 +134,7 @@ export async function explain(options: ExplainOptions): Promise<ExplainResult> {
   if (options.token === undefined) return { ...base, ...verdictOf(entries, config, options) };
 
   // The webhook as the function builds it, over the same store, with no replay store: nothing is recorded.
-  const webhook = await createWebhook({ ...config, replay: { kind: 'off' } }, { keyStore: source, now: () => atMs });
+  const webhook = await createWebhook({ ...config, replay: { kind: 'off' } }, { keyStore: { names: source.names, store: { read } }, now: () => atMs });
   const checks: CheckEvent[] = [];
   let answer: WebhookAnswer;
   try {

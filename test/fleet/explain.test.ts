@@ -288,6 +288,7 @@ describe('against Key Vault (stand-in), as the function reaches it', () => {
   });
 
   test('a group member without its own secret is decided by the group key, and admitted', async () => {
+    vault.resetCounters();
     const run = await explain([grouped.id, '--group', 'line-7', '--settings', settings, '--token-file', await tokenFile(await deviceToken(grouped, now)), '--current-hub', HUBS[1]!, '--linked-hub', HUBS[0]!, '--linked-hub', HUBS[1]!, ...AT], identityEnv);
     expect(run.code).toBe(EXIT_CODES.ok);
     expect(run.stdout).toContain(`${grouped.id}, enrollment group line-7`);
@@ -295,6 +296,9 @@ describe('against Key Vault (stand-in), as the function reaches it', () => {
     expect(run.stdout).toMatch(/group +group-line-7 +enabled +<- the webhook uses this entry/);
     expect(checkLine(run.stdout, 'hub')).toMatch(/\[current\]/);
     expect(run.stdout).toContain(`DPS assigns the device to ${HUBS[1]}.`);
+    // The report and the decision share one read per name: they describe the same state of the vault.
+    expect(vault.reads(deviceSecretName(grouped.id))).toBe(1);
+    expect(vault.reads(groupSecretName('line-7'))).toBe(1);
   });
 
   test('without a token: the secret name, enabled, kids, tags and digest (checked against its tag)', async () => {
