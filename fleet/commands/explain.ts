@@ -213,7 +213,10 @@ async function readEntry(
     stored = await read();
   } catch (error) {
     if (!(error instanceof WebhookError)) throw error;
-    if (error.code === 'key_store_unavailable') throw new FleetError('vault_unavailable', error.message);
+    if (error.code === 'key_store_unavailable') {
+      const noToken = error.message.startsWith('No token');
+      throw new FleetError('vault_unavailable', error.message, noToken ? 'sign in (az login) or choose the identity with --credential / --client-id' : undefined);
+    }
     if (error.code === 'key_store_access_denied') {
       throw new FleetError('access_denied', error.message, 'the identity explain runs as needs "Key Vault Secrets User" on the vault (az role assignment create)');
     }
@@ -321,16 +324,20 @@ function factsFor(code: ReasonCode, token: string, config: WebhookConfig, option
   const add = (label: string, value: string) => facts.push({ label, value });
   switch (code) {
     case 'token_audience_mismatch':
-    case 'token_claim_missing':
-      if (code === 'token_audience_mismatch' || (claims !== undefined && claims.aud === undefined && claims.id_scope === undefined)) {
-        add('token aud', shown(claims?.aud));
-        add('token id_scope', shown(claims?.id_scope));
-        add('DPS_ID_SCOPE', config.token.idScope ?? '(not set)');
-      }
-      if (code === 'token_claim_missing') {
-        for (const claim of ['exp', 'iat', 'sub', 'registration_id'] as const) if (claims?.[claim] === undefined) add(`token ${claim}`, '(absent)');
-      }
+      add('token aud', shown(claims?.aud));
+      add('token id_scope', shown(claims?.id_scope));
+      add('DPS_ID_SCOPE', config.token.idScope ?? '(not set)');
       break;
+    case 'token_claim_missing': {
+      // Which required claim (or pair, of which one is enough) the token lacks.
+      const missing = [
+        ...(['exp', 'iat'] as const).filter((c) => claims?.[c] === undefined),
+        ...(claims?.sub === undefined && claims?.registration_id === undefined ? ['sub / registration_id'] : []),
+        ...(claims?.aud === undefined && claims?.id_scope === undefined && config.token.requireAudience ? [`aud / id_scope (DPS_ID_SCOPE is ${config.token.idScope ?? 'not set'})`] : []),
+      ];
+      add('missing', missing.length > 0 ? missing.join(', ') : '(unreadable claims)');
+      break;
+    }
     case 'token_expired':
     case 'token_not_yet_valid':
     case 'token_issued_in_future':

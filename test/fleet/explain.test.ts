@@ -136,6 +136,8 @@ describe('against a key folder, with the settings file the function reads', () =
       () => [new RegExp(`public-key-sha256 ${expectedDigest(alice.publicPem)}`)]],
     ['a token naming another registration', async () => ({ id: alice.id, token: await deviceToken(alice, now, { sub: bob.id, registration_id: bob.id }) }), 'registration', 'token_registration_mismatch',
       () => [/token sub +"sensor-0043"/, /registration id +sensor-0042/]],
+    ['a token without sub or registration_id', async () => ({ id: alice.id, token: await deviceToken(alice, now, { sub: undefined, registration_id: undefined }) }), 'registration', 'token_claim_missing',
+      () => [/missing +sub \/ registration_id$/m]],
     ['no key on file', async () => ({ id: bob.id, token: await deviceToken(bob, now) }), 'key-found', 'device_key_not_found',
       () => [/names tried +sensor-0043\.pem\|\.jwk\|\.json/, /import the device's public key/]],
   ];
