@@ -315,7 +315,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 
 // A token is a few KB; a DPS payload around it not much more.
 const MAX_TOKEN_FILE_BYTES = 64 * 1024;
-const LOOKS_LIKE_JWT = /^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+// A compact JWS's header is base64url JSON, so it starts with eyJ ('{"'); the shape of a token, not a registration id.
+const LOOKS_LIKE_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 
 /** The token from --token-file (or stdin): the compact JWT, or the DPS payload {"jwt": "..."} around it. */
 async function readToken(source: string, io: CliIo): Promise<string> {
@@ -373,11 +374,11 @@ async function explainMain(args: string[], io: CliIo): Promise<number> {
       io.stdout(`Usage: ${EXPLAIN_USAGE}\n\n${EXPLAIN_HELP}`);
       return 0;
     }
-    const { values, positionals } = parse(args, 'explain', EXPLAIN_OPTIONS);
-    // Never echoed: a stray argument may be a pasted token.
-    if (positionals.some((p) => LOOKS_LIKE_JWT.test(p))) {
+    // Before anything quotes an argument: a token pasted anywhere on the command line is refused, never echoed.
+    if (args.some((arg) => LOOKS_LIKE_JWT.test(arg.replace(/^--?[A-Za-z-]+=/, '')))) {
       throw new FleetError('usage', 'a token is never taken as an argument (other users can read a command line); put it in a file and give --token-file FILE, or --token-file - for stdin');
     }
+    const { values, positionals } = parse(args, 'explain', EXPLAIN_OPTIONS);
     if (positionals.length !== 1) throw new FleetError('usage', '`explain` takes exactly one registration id');
     const registrationId = positionals[0]!;
     if (!isRegistrationId(registrationId)) throw usageError('<registrationId>', 'must be 1-128 of A-Z a-z 0-9 - . _ : ending in a letter, digit or -');

@@ -204,9 +204,13 @@ describe('against a key folder, with the settings file the function reads', () =
   test('a token given as an argument is refused and not echoed', async () => {
     const token = await deviceToken(alice, now);
     secrets.push(token);
-    const run = await explain([alice.id, token, '--settings', settings]);
-    expect(run.code).toBe(EXIT_CODES.usage);
-    expect(run.stderr).toContain('a token is never taken as an argument');
+    for (const args of [[alice.id, token], [token], [alice.id, '--linked-hub', token], [alice.id, `--token-file=${token}`], [alice.id, '--bogus', token]]) {
+      const run = await explain([...args, '--settings', settings]);
+      expect(run.code).toBe(EXIT_CODES.usage);
+      expect(run.stderr).toContain('a token is never taken as an argument');
+    }
+    // An id with dots is not a token.
+    expect((await explain(['building12.floor3.unit4', '--settings', settings])).stderr).not.toContain('never taken as an argument');
   });
 
   test('settings the function would refuse stop explain with exit 9, naming the setting', async () => {
