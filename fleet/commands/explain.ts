@@ -197,7 +197,9 @@ function entryName(config: WebhookConfig, name: string, options: ExplainOptions)
     return { role: 'fleet', name };
   }
   // The key folder store's names (functions/keys/local.ts): device:<id> and fleet.
-  if (name.startsWith('device:')) return { role: 'device', name: `${name.slice('device:'.length)}.pem|.jwk|.json` };
+  if (name.startsWith('device:')) {
+    return { role: 'device', name: config.keySource.dir !== undefined ? `${name.slice('device:'.length)}.pem|.jwk|.json` : '(no DEVICE_KEYS_DIR)' };
+  }
   return { role: 'fleet', name: 'DEVICE_PUBLIC_KEY' };
 }
 

@@ -201,6 +201,16 @@ describe('against a key folder, with the settings file the function reads', () =
     expect(absent.stdout).toContain('device_key_not_found');
   });
 
+  test('a fleet key (DEVICE_PUBLIC_KEY) decides for a device without its own file', async () => {
+    const fleet = await settingsFile({ DEVICE_KEYS_DIR: keys, DEVICE_PUBLIC_KEY: bob.publicPem.replace(/\n/g, '\\n'), DPS_ID_SCOPE: ID_SCOPE });
+    const run = await explain([bob.id, '--settings', fleet, '--token-file', await tokenFile(await deviceToken(bob, now)), ...AT]);
+    expect(run.code).toBe(EXIT_CODES.ok);
+    expect(run.stdout).toMatch(/device +sensor-0043\.pem\|\.jwk\|\.json +absent/);
+    expect(run.stdout).toMatch(/fleet +DEVICE_PUBLIC_KEY +enabled +<- the webhook uses this entry/);
+    const only = await settingsFile({ DEVICE_PUBLIC_KEY: bob.publicPem, DPS_ID_SCOPE: ID_SCOPE });
+    expect((await explain([bob.id, '--settings', only])).stdout).toMatch(/device +\(no DEVICE_KEYS_DIR\) +absent/);
+  });
+
   test('a token given as an argument is refused and not echoed', async () => {
     const token = await deviceToken(alice, now);
     secrets.push(token);
