@@ -4,10 +4,15 @@
  * prints its summary, and maps errors to exit codes (errors.ts). Commands are typed functions that throw; only this
  * file touches process.argv, process.env, the terminal and the exit code.
  */
+import { readFile, stat } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { SUPPORTED_ALGORITHMS } from '../functions/core/policy.js';
+import { SUPPORTED_ALGORITHMS, isHostName } from '../functions/core/policy.js';
+import { isRegistrationId } from '../functions/core/request.js';
+import { readSettingsFile } from '../local-host/settings.js';
 import { isEntryPoint } from '../sample-device/entry-point.js';
+import { explain } from './commands/explain.js';
 import { DEFAULT_CONCURRENCY, importFleet, type ImportSummary } from './commands/import.js';
+import { formatExplain } from './explain-format.js';
 import { chooseCredential, CREDENTIAL_KINDS, type CredentialKind } from './credential.js';
 import { EXIT_CODE_SUMMARIES, EXIT_CODES, FleetError, usageError } from './errors.js';
 import { formatOf } from './manifest.js';
@@ -37,6 +42,9 @@ const IMPORT_OPTIONS: Options = {
   'disable-challenge-resource-verification': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** Exit codes only `explain` ends with. */
+const EXPLAIN_ONLY_EXITS = ['refused', 'settings'] as const;
 
 const IMPORT_USAGE = `${PROGRAM} import (--vault NAME | --vault-url URL) --manifest FILE [options]`;
 
@@ -72,18 +80,69 @@ line, id and public-key SHA-256.
 
 Exit codes:
 ${Object.entries(EXIT_CODES)
+  .filter(([code]) => !(EXPLAIN_ONLY_EXITS as readonly string[]).includes(code))
   .map(([code, exit]) => `  ${String(exit).padStart(3)}  ${code.padEnd(18)} ${EXIT_CODE_SUMMARIES[code as keyof typeof EXIT_CODES]}`)
   .join('\n')}`;
 
+const EXPLAIN_OPTIONS: Options = {
+  'token-file': { type: 'string' },
+  group: { type: 'string' },
+  'linked-hub': { type: 'string', multiple: true },
+  'current-hub': { type: 'string' },
+  settings: { type: 'string' },
+  at: { type: 'string' },
+  credential: { type: 'string' },
+  'client-id': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const EXPLAIN_USAGE = `${PROGRAM} explain <registrationId> [--token-file FILE|-] [--group ID] [--linked-hub HOST]... [options]`;
+
+/** The codes explain ends with, in the order its help lists them, with what each means for explain. */
+const EXPLAIN_EXITS = {
+  ok: 'the webhook would admit the device (without a token: the entry that decides is enabled)',
+  refused: 'the webhook would refuse the device (without a token: no entry, or a disabled or unusable one)',
+  settings: "the function's settings cannot be loaded (the message names the setting)",
+  usage: EXIT_CODE_SUMMARIES.usage,
+  vault_unavailable: 'the key store could not be read (network, TLS, 5xx, timeout)',
+  access_denied: 'no credential, or no right to read the secret',
+  internal: EXIT_CODE_SUMMARIES.internal,
+} as const satisfies Partial<Record<keyof typeof EXIT_CODES, string>>;
+
+const EXPLAIN_HELP = `Says why the webhook refuses (or admits) one device: reads the device's key entry from the function's key
+store (key folder, fleet key or Key Vault) with the function's own settings and, given the device's token, runs the
+webhook's own decision offline and prints each check in order, the code the webhook would answer and what to do about
+it. Without a token it reports what the store holds for the id. It never prints the token or a key, and never records
+the token's jti (the replay store is not opened). Details: docs/operations.md.
+
+Options:
+  --token-file FILE|-       the device's token (the JWT, or its DPS payload {"jwt": "..."}); - reads stdin.
+                            Never give a token as an argument: other users can read a command line.
+  --group ID                the enrollment group the device registers through (default: individual enrollment)
+  --linked-hub HOST         a hub DPS links to the enrollment (repeatable; default IOT_HUB_HOSTNAME)
+  --current-hub HOST        the hub a re-registering device is on
+  --settings FILE           the function's local.settings.json (its Values; the environment wins, as in Core
+                            Tools); without it, the settings are read from the environment alone
+  --at TIME                 decide at this instant (ISO 8601, or seconds since the epoch; default now)
+  --credential KIND         ${CREDENTIAL_KINDS.join(' | ')}, for a Key Vault (default auto, as for import)
+  --client-id ID            a user-assigned managed identity / workload identity client id
+  -h, --help                this help
+
+The identity needs "Key Vault Secrets User" on the vault (reading, as the function does).
+
+Exit codes:
+${Object.entries(EXPLAIN_EXITS).map(([code, meaning]) => `  ${String(EXIT_CODES[code as keyof typeof EXIT_CODES]).padStart(3)}  ${code.padEnd(18)} ${meaning}`).join('\n')}`;
+
 function toolHelp(): string {
-  return `${PROGRAM}: move a fleet of devices' public keys into the webhook's Key Vault
+  return `${PROGRAM}: move a fleet of devices' public keys into the webhook's Key Vault, and explain a refusal
 
 Usage: ${PROGRAM} <command> [options]
 
 Commands:
   import   import public keys from a manifest (CSV or JSON Lines) into Key Vault
+  explain  say why the webhook refuses one device: each check, its code and what to do
 
-Run \`${PROGRAM} import --help\` for its options and exit codes.`;
+Run \`${PROGRAM} import --help\` or \`${PROGRAM} explain --help\` for options and exit codes.`;
 }
 
 export interface CliIo {
@@ -95,22 +154,26 @@ export interface CliIo {
   readonly isTTY?: boolean;
   readonly columns?: number;
   readonly signal?: AbortSignal;
+  /** All of standard input, for `explain --token-file -`. */
+  readonly readStdin?: () => Promise<string>;
 }
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
-function parse(args: string[]): Values {
+function parse(args: string[], command = 'import', options: Options = IMPORT_OPTIONS): { values: Values; positionals: string[] } {
   try {
-    return parseArgs({ args, options: IMPORT_OPTIONS, strict: true, allowPositionals: false }).values as Values;
+    const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: command === 'explain' });
+    return { values: values as Values, positionals };
   } catch (error) {
     const code = (error as { code?: string }).code;
     const flag = /'(-{1,2}[A-Za-z0-9-]+)/.exec((error as Error).message)?.[1];
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) throw usageError(flag, `is not an option of \`import\` (see \`${PROGRAM} import --help\`)`);
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
-      throw usageError(flag, IMPORT_OPTIONS[flag.replace(/^-+/, '')]?.type === 'boolean' ? 'takes no value' : 'needs a value');
+    // The flag is quoted only when it is a flag: an unknown "option" could be a pasted token.
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined && flag.length <= 40) throw usageError(flag, `is not an option of \`${command}\` (see \`${PROGRAM} ${command} --help\`)`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined && flag.length <= 40) {
+      throw usageError(flag, options[flag.replace(/^-+/, '')]?.type === 'boolean' ? 'takes no value' : 'needs a value');
     }
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new FleetError('usage', '`import` takes only --options; found a stray argument');
-    throw new FleetError('usage', 'cannot parse the arguments of `import`');
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new FleetError('usage', `\`${command}\` takes only --options; found a stray argument`);
+    throw new FleetError('usage', `cannot parse the arguments of \`${command}\``);
   }
 }
 
@@ -191,6 +254,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     io.stdout(toolHelp());
     return command === undefined ? EXIT_CODES.usage : 0;
   }
+  if (command === 'explain') return explainMain(rest, io);
   if (command !== 'import') {
     io.stderr(`${PROGRAM}: error: unknown command "${command.slice(0, 40)}"\n\n${toolHelp()}\n`);
     return EXIT_CODES.usage;
@@ -200,7 +264,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.stdout(`Usage: ${IMPORT_USAGE}\n\n${IMPORT_HELP}`);
       return 0;
     }
-    const values = parse(rest);
+    const { values } = parse(rest);
     const manifest = str(values, 'manifest');
     if (manifest === undefined) throw usageError('--manifest', 'is required');
     const format = str(values, 'format');
@@ -249,6 +313,132 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
 }
 
+// A token is a few KB; a DPS payload around it not much more.
+const MAX_TOKEN_FILE_BYTES = 64 * 1024;
+// A compact JWS's header is base64url JSON, so it starts with eyJ ('{"'); the shape of a token, not a registration id.
+const LOOKS_LIKE_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
+/** The token from --token-file (or stdin): the compact JWT, or the DPS payload {"jwt": "..."} around it. */
+async function readToken(source: string, io: CliIo): Promise<string> {
+  let text: string;
+  if (source === '-') {
+    if (io.readStdin === undefined) throw usageError('--token-file -', 'needs standard input');
+    text = await io.readStdin();
+  } else {
+    const info = await stat(source).catch((error: NodeJS.ErrnoException) => {
+      throw usageError('--token-file', `cannot be read (${error.code ?? 'error'})`);
+    });
+    if (!info.isFile()) throw usageError('--token-file', 'is not a file');
+    if (info.size > MAX_TOKEN_FILE_BYTES) throw usageError('--token-file', `is over ${MAX_TOKEN_FILE_BYTES / 1024} KiB: not a token`);
+    text = await readFile(source, 'utf8');
+  }
+  if (text.length > MAX_TOKEN_FILE_BYTES) throw usageError('--token-file', `holds over ${MAX_TOKEN_FILE_BYTES / 1024} KiB: not a token`);
+  const trimmed = text.trim();
+  if (trimmed === '') throw usageError('--token-file', 'is empty');
+  if (!trimmed.startsWith('{')) return trimmed;
+  let payload: unknown;
+  try {
+    payload = JSON.parse(trimmed);
+  } catch {
+    throw usageError('--token-file', 'starts with { but is not JSON (give the JWT, or the payload {"jwt": "..."})');
+  }
+  const jwt = (payload as { jwt?: unknown } | null)?.jwt;
+  if (typeof jwt !== 'string') throw usageError('--token-file', 'holds JSON without a "jwt" string (give the JWT, or the payload {"jwt": "..."})');
+  return jwt.trim();
+}
+
+/** --at: ISO 8601 (with a time zone, or taken as UTC by Date) or whole seconds since the epoch. */
+function instant(raw: string): number {
+  const ms = /^\d{1,12}$/.test(raw) ? Number(raw) * 1000 : /^\d{4}-\d{2}-\d{2}/.test(raw) ? Date.parse(raw) : Number.NaN;
+  if (!Number.isFinite(ms)) throw usageError('--at', `must be an ISO 8601 time (2026-11-21T12:00:00Z) or seconds since the epoch, got "${raw.slice(0, 40)}"`);
+  return ms;
+}
+
+function hostOption(flag: string, value: string): string {
+  if (!isHostName(value)) throw usageError(flag, `"${value.slice(0, 60)}" is not a host name (such as my-hub.azure-devices.net)`);
+  return value;
+}
+
+/** Exit code for the webhook's answer: 0 assigned, 8 refused; a store fault as import names it. */
+function exitOfAnswer(status: number, code: string): number {
+  if (status === 200) return EXIT_CODES.ok;
+  if (code === 'key_store_access_denied') return EXIT_CODES.access_denied;
+  if (code === 'key_store_unavailable') return EXIT_CODES.vault_unavailable;
+  if (status < 429) return EXIT_CODES.refused;
+  return EXIT_CODES.internal;
+}
+
+async function explainMain(args: string[], io: CliIo): Promise<number> {
+  try {
+    if (args.includes('--help') || args.includes('-h')) {
+      io.stdout(`Usage: ${EXPLAIN_USAGE}\n\n${EXPLAIN_HELP}`);
+      return 0;
+    }
+    // Before anything quotes an argument: a token pasted anywhere on the command line is refused, never echoed.
+    if (args.some((arg) => LOOKS_LIKE_JWT.test(arg.replace(/^--?[A-Za-z-]+=/, '')))) {
+      throw new FleetError('usage', 'a token is never taken as an argument (other users can read a command line); put it in a file and give --token-file FILE, or --token-file - for stdin');
+    }
+    const { values, positionals } = parse(args, 'explain', EXPLAIN_OPTIONS);
+    if (positionals.length !== 1) throw new FleetError('usage', '`explain` takes exactly one registration id');
+    const registrationId = positionals[0]!;
+    if (!isRegistrationId(registrationId)) throw usageError('<registrationId>', 'must be 1-128 of A-Z a-z 0-9 - . _ : ending in a letter, digit or -');
+    const group = str(values, 'group');
+    if (group !== undefined && !isRegistrationId(group)) throw usageError('--group', 'must be 1-128 of A-Z a-z 0-9 - . _ : ending in a letter, digit or -');
+    const linkedHubs = ((values['linked-hub'] as string[] | undefined) ?? []).map((h) => hostOption('--linked-hub', h));
+    const currentHub = str(values, 'current-hub');
+    if (currentHub !== undefined) hostOption('--current-hub', currentHub);
+    const at = str(values, 'at');
+    const kind = str(values, 'credential') ?? 'auto';
+    if (!(CREDENTIAL_KINDS as readonly string[]).includes(kind)) throw usageError('--credential', `must be one of ${CREDENTIAL_KINDS.join(', ')}`);
+    const settingsFile = str(values, 'settings');
+    let env = io.env;
+    if (settingsFile !== undefined) {
+      // As Core Tools assembles them: the file's Values, the environment winning (local-host/settings.ts).
+      const fromFile = await readSettingsFile(settingsFile).catch((error: unknown) => {
+        if (error instanceof TypeError) throw new FleetError('settings', error.message);
+        throw new FleetError('settings', `--settings ${settingsFile.slice(0, 200)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      });
+      env = { ...fromFile, ...io.env };
+    }
+    const tokenFile = str(values, 'token-file');
+    const token = tokenFile === undefined ? undefined : await readToken(tokenFile, io);
+    const result = await explain({
+      env,
+      registrationId,
+      ...(group !== undefined && { group }),
+      ...(linkedHubs.length > 0 && { linkedHubs }),
+      ...(currentHub !== undefined && { currentHub }),
+      ...(token !== undefined && { token }),
+      ...(at !== undefined && { atMs: instant(at) }),
+      credential: () => chooseCredential(kind as CredentialKind, io.env, str(values, 'client-id')).credential,
+    });
+    io.stdout(formatExplain(result));
+    if (result.decision !== undefined) return exitOfAnswer(result.decision.status, result.decision.code);
+    return result.verdict === undefined ? EXIT_CODES.ok : EXIT_CODES.refused;
+  } catch (error) {
+    const failure = error instanceof FleetError ? error : new FleetError('internal', `unexpected ${(error as Error)?.name ?? 'error'}`);
+    const lines = [`${PROGRAM} explain: error: ${failure.message}`];
+    if (failure.hint !== undefined) lines.push(`  hint: ${failure.hint}`);
+    if (failure.code === 'settings' && !args.includes('--settings') && !args.some((a) => a.startsWith('--settings='))) {
+      lines.push('  hint: without --settings, the settings are read from the environment alone; give --settings local.settings.json');
+    }
+    if (failure.code === 'usage') lines.push(`  usage: ${EXPLAIN_USAGE}`);
+    io.stderr(`${lines.join('\n')}\n`);
+    return failure.exitCode;
+  }
+}
+
+async function readAllStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    // Stop reading past the limit: readToken refuses what is this long.
+    if (size > MAX_TOKEN_FILE_BYTES) return Buffer.concat([...chunks, chunk]).toString('utf8');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 if (isEntryPoint(import.meta.url)) {
   const controller = new AbortController();
@@ -264,6 +454,7 @@ if (isEntryPoint(import.meta.url)) {
     isTTY: process.stderr.isTTY === true,
     columns: process.stderr.columns ?? 80,
     signal: controller.signal,
+    readStdin: readAllStdin,
   });
   process.exitCode = code;
   setTimeout(() => process.exit(code), 2000).unref();

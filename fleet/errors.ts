@@ -20,6 +20,10 @@ export const EXIT_CODES = {
   conflicts: 6,
   /** The run finished; some rows could not be written after every retry. Run the same command again. */
   incomplete: 7,
+  /** explain: the webhook would refuse this device (a 4xx: DPS answers 400207), or, without a token, any token of it. */
+  refused: 8,
+  /** explain: the function's settings cannot be loaded (the message names the setting). */
+  settings: 9,
   /** Stopped by Ctrl-C; run the same command again to finish. */
   interrupted: 130,
 } as const;
@@ -35,6 +39,8 @@ export const EXIT_CODE_SUMMARIES: Readonly<Record<keyof typeof EXIT_CODES, strin
   access_denied: 'no credential, or no right to list/write secrets',
   conflicts: 'some stored keys differ and were left alone (--replace rotates them)',
   incomplete: 'some rows failed after retries; run again to finish',
+  refused: 'explain: the webhook would refuse the device',
+  settings: "explain: the function's settings cannot be loaded",
   interrupted: 'Ctrl-C; run again to finish',
 };
 

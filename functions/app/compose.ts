@@ -44,7 +44,8 @@ function lazyCredential(override: TokenCredential | undefined): () => Promise<To
   };
 }
 
-async function keySourceFor(config: WebhookConfig, credential: () => Promise<TokenCredential>): Promise<KeySource> {
+/** The configured key store and the names tried in it, device first (also `fleet explain`'s, so both look alike). */
+export async function keySourceFor(config: WebhookConfig, credential: () => Promise<TokenCredential>): Promise<KeySource> {
   const source = config.keySource;
   if (source.kind === 'local') return createLocalKeyStore({ ...source, algorithms: config.token.algorithms });
   // Loaded only when configured, so the local flow never loads the Azure SDK.

@@ -1,5 +1,6 @@
 import { decodeProtectedHeader, errors, jwtVerify, type CryptoKey, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { MAX_TOKEN_BYTES, type TokenPolicy } from './policy.js';
+import { UNOBSERVED, type CheckProgress } from './checks.js';
 import type { VerificationKey } from './ports.js';
 import { WebhookError } from './reasons.js';
 
@@ -106,6 +107,7 @@ export async function verifyToken(
   registrationId: string,
   nowMs: number,
   importKey: (key: VerificationKey) => CryptoKey | Promise<CryptoKey>,
+  progress: CheckProgress = UNOBSERVED,
 ): Promise<VerifiedToken> {
   const candidates = candidateKeys(keys, header);
   if (candidates.length === 0) {
@@ -113,6 +115,7 @@ export async function verifyToken(
       ? `no key of this device verifies ${header.alg}`
       : "the token's kid matches none of this device's keys");
   }
+  progress.pass('key-id', header.kid);
 
   let claims: JWTPayload | undefined;
   let used: VerificationKey | undefined;
@@ -129,12 +132,15 @@ export async function verifyToken(
     } catch (error) {
       // A device may hold several keys (rotation); only a signature mismatch means "try the next one".
       if (error instanceof errors.JWSSignatureVerificationFailed) continue;
+      // jose judges the claims only once the signature verified.
+      if (error instanceof errors.JWTClaimValidationFailed || error instanceof errors.JWTExpired || error instanceof errors.JWTInvalid) progress.pass('signature');
       throw mapJoseError(error);
     }
   }
   if (claims === undefined || used === undefined) {
     throw new WebhookError('token_signature_invalid', "the token signature does not verify with this device's key");
   }
+  progress.pass('signature');
 
   // jose has checked that exp and iat are present numbers.
   const now = nowMs / 1000;
@@ -144,6 +150,7 @@ export async function verifyToken(
   if (exp - iat > policy.maxLifetimeSeconds) {
     throw new WebhookError('token_lifetime_too_long', `the token lifetime (exp - iat) is over ${policy.maxLifetimeSeconds} s`);
   }
+  progress.pass('token-times');
 
   const subject = optionalString(claims, 'sub');
   const claimedId = optionalString(claims, 'registration_id');
@@ -156,8 +163,10 @@ export async function verifyToken(
       throw new WebhookError('token_registration_mismatch', 'the token was issued for another registration');
     }
   }
+  progress.pass('registration');
 
   checkAudience(claims, policy);
+  progress.pass('audience');
 
   const jti = optionalString(claims, 'jti');
   if (jti !== undefined && (jti.length === 0 || jti.length > 256)) {

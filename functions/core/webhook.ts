@@ -1,4 +1,5 @@
 import type { CryptoKey } from 'jose';
+import { observeChecks, type CheckObserver, type CheckProgress } from './checks.js';
 import { pickHub } from './hub.js';
 import type { TokenPolicy, TwinTemplate } from './policy.js';
 import type { DeviceKeys, ReplayStore, ResolvedKeySet, VerificationKey } from './ports.js';
@@ -11,6 +12,8 @@ export interface WebhookInput {
   /** The body, or a reader that enforces the size limit (its refusal is answered like any other). */
   readonly body: string | (() => Promise<string>);
   readonly contentType?: string;
+  /** Told each check of this decision as it passes or fails (`fleet explain`); absent in the webhook's own requests. */
+  readonly onCheck?: CheckObserver;
 }
 
 /** One structured line per decision. Never the token, key material, or function key. */
@@ -73,51 +76,64 @@ async function verifyWithRotation(
   keySet: ResolvedKeySet,
   deps: WebhookDeps,
   registrationId: string,
+  progress: CheckProgress,
 ): Promise<{ verified: VerifiedToken; keySet: ResolvedKeySet }> {
   try {
-    return { verified: await verifyToken(token, header, keySet.keys, deps.policy, registrationId, deps.now(), deps.importKey), keySet };
+    return { verified: await verifyToken(token, header, keySet.keys, deps.policy, registrationId, deps.now(), deps.importKey, progress), keySet };
   } catch (error) {
     if (!(error instanceof WebhookError && error.code === 'token_key_unknown' && header.kid !== undefined)) throw error;
     const refreshed = await deps.keys.refresh(keySet.name);
     // Within the cooldown the cache hands back the same keys: nothing new to try.
     if (refreshed === undefined || refreshed.keys === keySet.keys || !refreshed.enabled) throw error;
-    return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now(), deps.importKey), keySet: refreshed };
+    return { verified: await verifyToken(token, header, refreshed.keys, deps.policy, registrationId, deps.now(), deps.importKey, progress), keySet: refreshed };
   }
 }
 
-async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<string, unknown>): Promise<AssignedBody> {
+async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<string, unknown>, progress: CheckProgress): Promise<AssignedBody> {
   const header = inspectToken(request.token, request.payloadKind, deps.policy);
+  progress.pass('token-form');
   const lookup = request.enrollment.kind === 'group'
     ? { registrationId: request.registrationId, enrollmentGroupId: request.enrollment.enrollmentGroupId }
     : { registrationId: request.registrationId };
   const found = await deps.keys.find(lookup);
   if (found === undefined) throw new WebhookError('device_key_not_found', 'no public key is on file for this registration');
   log.keySource = found.origin;
+  progress.pass('key-found', found.origin);
   if (!found.enabled) throw new WebhookError('device_key_disabled', "this device's key is disabled");
+  progress.pass('key-enabled');
 
-  const { verified, keySet } = await verifyWithRotation(request.token as string, header, found, deps, request.registrationId);
+  const { verified, keySet } = await verifyWithRotation(request.token as string, header, found, deps, request.registrationId, progress);
   log.keySource = keySet.origin;
   if (verified.key.kid !== undefined) log.keyId = verified.key.kid;
 
-  if (deps.replay !== undefined) {
-    if (verified.jti === undefined) throw new WebhookError('token_jti_missing', 'replay protection is on: the token needs a "jti"');
+  // requireJti too: a decision run without the replay store (explain) still judges the jti as the webhook would.
+  if ((deps.replay !== undefined || deps.policy.requireJti) && verified.jti === undefined) {
+    throw new WebhookError('token_jti_missing', 'replay protection is on: the token needs a "jti"');
+  }
+  progress.pass('jti');
+  if (deps.replay === undefined) {
+    progress.skip('replay', deps.policy.requireJti ? 'no replay store in this decision: the jti was not recorded' : 'REPLAY_STORE is off');
+  } else {
+    const jti = verified.jti as string;
     // Remembered for as long as any verifier would still accept the token: exp plus the clock skew it tolerates.
     const first = await deps.replay.claim({
       registrationId: request.registrationId.toLowerCase(),
-      jti: verified.jti,
+      jti,
       acceptableUntilMs: (verified.exp + deps.policy.clockSkewSeconds) * 1000,
       verifiedAtMs: verified.verifiedAtMs,
     });
     if (!first) throw new WebhookError('token_replayed', 'this token was already used');
+    progress.pass('replay');
   }
 
-  const { hub } = pickHub({
+  const { hub, why } = pickHub({
     registrationId: request.registrationId,
     linkedHubs: request.linkedHubs,
     ...(request.currentHub !== undefined && { currentHub: request.currentHub }),
     ...(deps.preferredHub !== undefined && { preferredHub: deps.preferredHub }),
   });
   log.hub = hub;
+  progress.pass('hub', why);
 
   const serverTime = new Date(deps.now()).toISOString();
   const enrollment = request.enrollment.kind === 'group'
@@ -131,6 +147,7 @@ async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<
     provisionedAt: serverTime,
   });
   if (dropped.length > 0) log.twinDropped = dropped;
+  progress.pass('twin');
   return {
     iotHubHostName: hub,
     initialTwin: twin,
@@ -146,6 +163,7 @@ async function admit(request: AllocationRequest, deps: WebhookDeps, log: Record<
 export async function decide(input: WebhookInput, deps: WebhookDeps): Promise<WebhookAnswer> {
   const started = performance.now();
   const log: Record<string, unknown> = {};
+  const progress = observeChecks(input.onCheck);
   let status: number;
   let code: ReasonCode;
   let body: WebhookAnswer['body'];
@@ -155,7 +173,8 @@ export async function decide(input: WebhookInput, deps: WebhookDeps): Promise<We
     const request = parseAllocationRequest(text, input.contentType);
     log.registrationId = request.registrationId;
     log.enrollment = request.enrollment.kind === 'group' ? `group:${request.enrollment.enrollmentGroupId}` : 'individual';
-    body = await admit(request, deps, log);
+    progress.pass('request');
+    body = await admit(request, deps, log, progress);
     code = 'assigned';
     status = 200;
   } catch (error) {
@@ -165,6 +184,7 @@ export async function decide(input: WebhookInput, deps: WebhookDeps): Promise<We
     if (!known) log.error = error instanceof Error ? error.name : typeof error;
     status = REASONS[code].status;
     body = { code, message: known ? error.message : REASONS.internal_error.summary };
+    progress.fail(code, body.message);
     if (status >= 429) headers['retry-after'] = RETRY_AFTER_SECONDS;
   }
   return {
