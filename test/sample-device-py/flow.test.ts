@@ -120,7 +120,11 @@ describe('start to assigned, the Python and the Node sample against the same loc
     const node = await runProcess(process.execPath, [NODE_CLI, 'register', ...args, '--transport', 'mqtt', '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(node.code, node.stderr).toBe(0);
     expect(JSON.parse(node.stdout)).toMatchObject({ ok: true, status: 'assigned' });
-    times.push({ sample: 'python', ms: py.ms }, { sample: 'node', ms: node.ms });
+    // The same programs' start-up alone (`register --help`: no SDK call), to tell start-up from registration.
+    const pyHelp = await runPy(['register', '--help']);
+    const nodeHelp = await runProcess(process.execPath, [NODE_CLI, 'register', '--help']);
+    expect([pyHelp.code, nodeHelp.code]).toEqual([0, 0]);
+    times.push({ sample: 'python', ms: py.ms }, { sample: 'node', ms: node.ms }, { sample: 'python --help', ms: pyHelp.ms }, { sample: 'node --help', ms: nodeHelp.ms });
   }, 180_000);
 });
 
@@ -149,6 +153,13 @@ describe('refusals, with the documented exit codes', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'unauthorized', exitCode: 5, httpStatus: 401 });
     expect(flow.dpsLog.filter((l) => l.includes(STRANGER))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
     expect(flow.webhookLog.length).toBe(seen);
+  }, 180_000);
+
+  test('without --ca the local DPS\'s certificate is not trusted: exit 4 (unreachable), with the hint', async () => {
+    const run = await runPy(['register', ...registerArgs(INDIVIDUAL).filter((a, i, all) => a !== '--ca' && all[i - 1] !== '--ca')], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(run.code, run.stderr).toBe(4);
+    expect(run.stderr).toContain(`cannot reach DPS at ${dpsAddress} over mqtt: its TLS certificate is not trusted`);
+    expect(run.stderr).toContain('hint: For a local DPS pass its CA certificate with --ca FILE.');
   }, 180_000);
 
   test('a hub that does not know the key: `connect` exits 12 (hub_unauthorized)', async () => {

@@ -4,6 +4,9 @@
       runs the sample's own CLI (sampledevice.cli.main) with ARGS, but with the token it signed replaced before the
       SDK sends it, as the Node sample's replaceToken hook does for its tests: MODE `tamper` changes a claim and keeps
       the signature; MODE `other` sends OTHER_ID's own token, signed with OTHER_KEY. Exit code: the CLI's.
+  harness.py batch < [{"argv": [...], "env": {...}}, ...]
+      runs the sample's CLI (sampledevice.cli.main) once per case in this one process (a Python start per case would
+      cost more than the cases) and prints [{"code", "stdout", "stderr"}, ...].
   harness.py sas < {"idScope","registrationId","symmetricKey"|"groupKey","now"}
       prints {"deviceKey","sas"}: the device key the sample derives, and the SAS the official SDK builds from it at
       the fixed time `now`, through the SDK's own code path (abstract_provisioning_device_client.py
@@ -65,11 +68,22 @@ def sas():
     print(json.dumps({"deviceKey": key, "sas": str(token)}))
 
 
+def batch():
+    results = []
+    for case in json.load(sys.stdin):
+        out, err = [], []
+        code = cli.main(case["argv"], lambda t: out.append(t + "\n"), lambda t: err.append(t + "\n"), case.get("env", {}))
+        results.append({"code": code, "stdout": "".join(out), "stderr": "".join(err)})
+    print(json.dumps(results))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "cli":
         separator = sys.argv.index("--")
         run_cli(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[separator + 1:])
+    elif sys.argv[1] == "batch":
+        batch()
     elif sys.argv[1] == "sas":
         sas()
     else:
-        raise SystemExit("usage: harness.py cli MODE OTHER_KEY OTHER_ID -- ARGS | harness.py sas")
+        raise SystemExit("usage: harness.py cli MODE OTHER_KEY OTHER_ID -- ARGS | harness.py batch | harness.py sas")
