@@ -25,6 +25,8 @@ const INDIVIDUAL = 'pysample-0001';
 const MEMBER = 'pyline8-0002';
 const STRANGER = 'pysample-stranger-0003';
 const OTHER = 'pysample-other-0004';
+const DISABLED = 'pysample-disabled-0005';
+const disabledKey = randomKey();
 
 let flow: Flow;
 let devices: Map<string, Device>;
@@ -38,7 +40,7 @@ const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 
 beforeAll(async () => {
   await ensureBuilt(); // the Node sample's CLI, for the time comparison
   flow = await startFlow();
-  devices = await makeDevices(flow.work, flow.keysDir, [MEMBER, STRANGER, OTHER]);
+  devices = await makeDevices(flow.work, flow.keysDir, [MEMBER, STRANGER, OTHER, DISABLED]);
   // The individual device's key pair from the Python sample's own keygen: the webhook takes its .pub.pem as is.
   const made = await runPy(['keygen', '--out-dir', join(flow.work, 'devices', INDIVIDUAL), '--name', INDIVIDUAL]);
   expect(made.code, made.stderr).toBe(0);
@@ -50,6 +52,7 @@ beforeAll(async () => {
       individual(INDIVIDUAL, individualKey, flow.webhookUrl()),
       individual(STRANGER, strangerKey, flow.webhookUrl()),
       individual(OTHER, randomKey(), flow.webhookUrl()),
+      individual(DISABLED, disabledKey, flow.webhookUrl(), { provisioningStatus: 'disabled' }),
     ],
     enrollmentGroups: [group('factory-line-8', groupKey, flow.webhookUrl())],
   };
@@ -155,6 +158,14 @@ describe('refusals, with the documented exit codes', () => {
     expect(flow.webhookLog.length).toBe(seen);
   }, 180_000);
 
+  test('a disabled enrollment: exit 8 (disabled), the webhook never called', async () => {
+    const seen = flow.webhookLog.length;
+    const run = await runPy(['register', ...registerArgs(DISABLED), '--json'], { DEVICE_SYMMETRIC_KEY: disabledKey });
+    expect(run.code, run.stderr).toBe(8);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'disabled', exitCode: 8, dpsStatus: 'disabled' });
+    expect(flow.webhookLog.length).toBe(seen);
+  }, 180_000);
+
   test('without --ca the local DPS\'s certificate is not trusted: exit 4 (unreachable), with the hint', async () => {
     const run = await runPy(['register', ...registerArgs(INDIVIDUAL).filter((a, i, all) => a !== '--ca' && all[i - 1] !== '--ca')], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(run.code, run.stderr).toBe(4);
@@ -173,7 +184,7 @@ describe('refusals, with the documented exit codes', () => {
     const printed = outputs.join('\n');
     expect(printed).toContain(INDIVIDUAL);
     const logs = flow.allLogText();
-    for (const secret of [individualKey, groupKey, strangerKey]) {
+    for (const secret of [individualKey, groupKey, strangerKey, disabledKey]) {
       expect(printed).not.toContain(secret);
       expect(logs).not.toContain(secret);
     }
