@@ -90,7 +90,6 @@ def connect(hub, device_id, symmetric_key=None, group_key=None, hub_host=None, c
     client = IoTHubDeviceClient.create_from_symmetric_key(symmetric_key=device_key, hostname=hub, device_id=device_id, **options)
     where = "%s on %s%s" % (device_id, hub, " via " + via if via != hub else "")
     transport = "MQTT over WebSockets" if websockets else "MQTT over TLS"
-    sending = False
     try:
         try:
             within(client.connect, connect_timeout,
@@ -152,7 +151,6 @@ def connect(hub, device_id, symmetric_key=None, group_key=None, hub_host=None, c
         say("reported: %s" % compact_json(reported))
 
         sent = 0
-        sending = True
         try:
             while count is None or sent < count:
                 if sent > 0:

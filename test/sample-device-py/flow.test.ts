@@ -10,13 +10,15 @@
  * Port: the Python SDK always connects to 8883 and takes no port, so the DPS and the hub each listen on 8883 at a
  * loopback address of their own (as test/python-sdk/python-sdk.test.ts does, which explains it).
  */
+import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { ensureBuilt, group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
-import { NODE_CLI, outputs, runProcess, runPy, runPyReplacingToken } from './run.js';
+import { CLI, NODE_CLI, outputs, python, runProcess, runPy, runPyReplacingToken } from './run.js';
 
 const individualKey = randomKey();
 const groupKey = randomKey(64);
@@ -114,6 +116,29 @@ describe.each(CASES)('the Python sample, $title', ({ id, env, attestation }) => 
   }, 180_000);
 });
 
+describe('Ctrl-C', () => {
+  test('while sending telemetry, `run` ends normally: the summary printed, exit 0', async () => {
+    const child = spawn(python(), [CLI, 'run', ...registerArgs(INDIVIDUAL), '--hub-host', hubAddress], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', DEVICE_SYMMETRIC_KEY: individualKey },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    // The first message is sent at once; the next waits the twin's 30 s, so Ctrl-C lands in that wait.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      stdout += `${line}\n`;
+      if (line.startsWith('telemetry 1 sent')) child.kill('SIGINT');
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 150_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(killer);
+    outputs.push(stdout, stderr);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/telemetry: {5}1 message\(s\), every 30 s; 0 desired update\(s\) received/);
+  }, 180_000);
+});
+
 describe('start to assigned, the Python and the Node sample against the same local DPS', () => {
   test('each `register` exits 0 with the device assigned (the times are printed after the run)', async () => {
     const py = await runPy(['register', ...registerArgs(INDIVIDUAL), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
@@ -195,6 +220,7 @@ describe('refusals, with the documented exit codes', () => {
 });
 
 // MQTT over WebSockets (`--websockets`, port 443): the sample passes websockets=True to both SDK clients. Enable once
-// the local DPS and hub serve MQTT over WebSockets (issue 23, helper "ws", another branch); they then need 443 on
-// their loopback addresses.
+// the local DPS and hub serve MQTT over WebSockets (issue 23, helper "ws", another branch): start them with
+// `wsPort: 443, hubWsPort: 443` at the two addresses and run `run ... --websockets`. Checked by hand against that
+// branch (an individual and a group device assigned, desired properties read, telemetry recorded).
 test.todo('the Python sample with --websockets registers through the local DPS and reaches its hub over MQTT over WebSockets (needs the ws helper\'s WebSockets listeners)');
