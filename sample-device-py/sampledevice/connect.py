@@ -4,7 +4,6 @@ every desired `telemetryInterval` seconds (following updates) for `count` messag
 lines and result as the Node sample's connect (sample-device/commands/connect.ts). Never puts the key or a SAS into
 a result, a line or an error."""
 import datetime
-import json
 import re
 import threading
 

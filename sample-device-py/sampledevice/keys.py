@@ -3,6 +3,7 @@ registration token, and an enrollment-group member's derived key. The same files
 sample (sample-device/jwt.ts, commands/keygen.ts), so one key file and one fixed time give the same token header and
 claims, byte for byte, in either language (the ECDSA signature itself is randomised in both)."""
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -82,8 +83,6 @@ def _create_exclusive(path, mode):
 
 
 def _errno_name(error):
-    import errno
-
     return errno.errorcode.get(error.errno, "unknown error") if error.errno is not None else "unknown error"
 
 

@@ -8,7 +8,7 @@ import re
 import threading
 from urllib.parse import urlsplit
 
-from .errors import SampleDeviceError, usage_error
+from .errors import usage_error
 
 DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
 # The SDK takes no port: MQTT over TLS always goes to 8883, MQTT over WebSockets to 443 (mqtt_transport.py `connect`).
