@@ -152,6 +152,42 @@ describe('key files', () => {
   }, 60_000);
 });
 
+describe('what the SDK raises, mapped to exit codes (the SDK\'s own exception classes and sentences, 2.14.0)', () => {
+  // A cause text carrying something secret-looking: it must never reach our message.
+  const SECRET = `SharedAccessSignature sr=x&sig=${KEY}`;
+  const cases = [
+    { outer: 'ClientError', cause: 'ServiceError', text: `register request returned a service error status code 401 ${SECRET}`, code: 'unauthorized', exit: 5 },
+    { outer: 'ClientError', cause: 'ServiceError', text: 'Query Status operation returned a failed registration status with a status code of 200', code: 'refused', exit: 6 },
+    { outer: 'ClientError', cause: 'ServiceError', text: 'Query Status Operation encountered an invalid registration status disabled with a status code of 200', code: 'disabled', exit: 8 },
+    { outer: 'ClientError', cause: 'ServiceError', text: 'register request returned a service error status code 404', code: 'dps_failed', exit: 9 },
+    { outer: 'ClientError', cause: 'ServiceError', text: 'Operation timed out before provisioning service could respond for query operation', code: 'timeout', exit: 10 },
+    { outer: 'OperationTimeout', cause: undefined, text: '', code: 'timeout', exit: 10 },
+    { outer: 'CredentialError', cause: undefined, text: '', code: 'unauthorized', exit: 5 },
+    { outer: 'ConnectionFailedError', cause: 'ConnectionRefusedError', text: `[Errno 111] ${SECRET}`, code: 'unreachable', exit: 4 },
+    { outer: 'ClientError', cause: 'SSLCertVerificationError', text: 'certificate verify failed: self-signed certificate (_ssl.c:1006)', code: 'unreachable', exit: 4 },
+    { outer: 'ClientError', cause: 'ValueError', text: SECRET, code: 'internal', exit: 1 },
+  ];
+  let results: { code: string; exitCode: number; message: string; hint: string | null }[];
+
+  beforeAll(async () => {
+    const run = await runProcess(python(), [HARNESS, 'explain'], {}, JSON.stringify(cases));
+    expect(run.code, run.stderr).toBe(0);
+    results = JSON.parse(run.stdout) as typeof results;
+  }, 60_000);
+
+  test.each(cases.map((c, i) => ({ ...c, i, name: c.cause ?? c.outer })))('$name "$text" -> $code ($exit)', ({ i, code, exit }) => {
+    expect(results[i]).toMatchObject({ code, exitCode: exit });
+    expect(JSON.stringify(results[i])).not.toContain(KEY);
+    expect(results[i]!.message).not.toMatch(/SharedAccessSignature|Errno|_ssl\.c/);
+  });
+
+  test('a failed status says the SDK does not pass on DPS\'s code; an untrusted certificate points to --ca', () => {
+    expect(results[1]!.message).toContain("The Python SDK does not pass on DPS's error code or message");
+    expect(results[8]!.message).toContain('its TLS certificate is not trusted');
+    expect(results[8]!.hint).toContain('--ca FILE');
+  });
+});
+
 describe('endpoints', () => {
   test('nothing listening at the DPS address: exit 4 (unreachable), naming the host; --json gives the code', async () => {
     const nowhere = `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;

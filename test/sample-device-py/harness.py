@@ -7,6 +7,9 @@
   harness.py batch < [{"argv": [...], "env": {...}}, ...]
       runs the sample's CLI (sampledevice.cli.main) once per case in this one process (a Python start per case would
       cost more than the cases) and prints [{"code", "stdout", "stderr"}, ...].
+  harness.py explain < [{"outer", "cause", "text"}, ...]
+      maps SDK exceptions (azure.iot.device.exceptions.<outer> raised from <cause> with the message <text>, as
+      register() raises them) through the sample's explain_registration_error; prints [{"code", "message"}, ...].
   harness.py sas < {"idScope","registrationId","symmetricKey"|"groupKey","now"}
       prints {"deviceKey","sas"}: the device key the sample derives, and the SAS the official SDK builds from it at
       the fixed time `now`, through the SDK's own code path (abstract_provisioning_device_client.py
@@ -77,12 +80,33 @@ def batch():
     print(json.dumps(results))
 
 
+def explain():
+    import ssl
+    from azure.iot.device import exceptions
+
+    def make(name, text):
+        cls = getattr(exceptions, name, None) or {"ConnectionRefusedError": ConnectionRefusedError, "ValueError": ValueError,
+                                                   "SSLCertVerificationError": ssl.SSLCertVerificationError}[name]
+        return cls(text)
+
+    results = []
+    for case in json.load(sys.stdin):
+        outer = make(case["outer"], "Unexpected failure")
+        if case.get("cause"):
+            outer.__cause__ = make(case["cause"], case["text"])
+        error = register_module.explain_registration_error(outer, "sensor-1", "dps.example over mqtt")
+        results.append({"code": error.code, "exitCode": error.exit_code, "message": error.message, "hint": error.hint})
+    print(json.dumps(results))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "cli":
         separator = sys.argv.index("--")
         run_cli(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[separator + 1:])
     elif sys.argv[1] == "batch":
         batch()
+    elif sys.argv[1] == "explain":
+        explain()
     elif sys.argv[1] == "sas":
         sas()
     else:
