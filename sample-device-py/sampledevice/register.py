@@ -160,8 +160,9 @@ def register(registration_id, id_scope, private_key_file, symmetric_key=None, gr
 
     def give_up():
         try:
-            client.shutdown()
-        except Exception:  # best effort: we have already given up on this registration
+            # Best effort, and bounded: we have already given up on this registration.
+            within(client.shutdown, 5, lambda: SampleDeviceError("internal", "shutdown"))
+        except Exception:
             pass
         return SampleDeviceError(
             "timeout",
@@ -208,7 +209,7 @@ def register(registration_id, id_scope, private_key_file, symmetric_key=None, gr
         "tokenExpiresAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now + lifetime)),
     })
     try:
-        client.shutdown()
+        within(client.shutdown, 5, lambda: SampleDeviceError("internal", "shutdown"))
     except Exception:
         pass
     return registration

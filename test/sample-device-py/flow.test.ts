@@ -12,6 +12,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,12 +30,14 @@ const MEMBER = 'pyline8-0002';
 const STRANGER = 'pysample-stranger-0003';
 const OTHER = 'pysample-other-0004';
 const DISABLED = 'pysample-disabled-0005';
+const SLOW = 'pysample-slow-0006';
 const disabledKey = randomKey();
 
 let flow: Flow;
 let devices: Map<string, Device>;
 let dpsAddress: string;
 let hubAddress: string;
+let hanging: Server;
 /** Start to `assigned`, per sample, measured from spawn to the exit of `register`. */
 const times: { sample: string; ms: number }[] = [];
 
@@ -42,7 +46,11 @@ const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 
 beforeAll(async () => {
   await ensureBuilt(); // the Node sample's CLI, for the time comparison
   flow = await startFlow();
-  devices = await makeDevices(flow.work, flow.keysDir, [MEMBER, STRANGER, OTHER, DISABLED]);
+  devices = await makeDevices(flow.work, flow.keysDir, [MEMBER, STRANGER, OTHER, DISABLED, SLOW]);
+  // A webhook that accepts the connection and never answers: DPS keeps the device waiting (its 5 s per attempt).
+  hanging = createServer(() => undefined);
+  await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+  const slowUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/api/validatejwt`;
   // The individual device's key pair from the Python sample's own keygen: the webhook takes its .pub.pem as is.
   const made = await runPy(['keygen', '--out-dir', join(flow.work, 'devices', INDIVIDUAL), '--name', INDIVIDUAL]);
   expect(made.code, made.stderr).toBe(0);
@@ -55,6 +63,7 @@ beforeAll(async () => {
       individual(STRANGER, strangerKey, flow.webhookUrl()),
       individual(OTHER, randomKey(), flow.webhookUrl()),
       individual(DISABLED, disabledKey, flow.webhookUrl(), { provisioningStatus: 'disabled' }),
+      individual(SLOW, individualKey, flow.webhookUrl(slowUrl)),
     ],
     enrollmentGroups: [group('factory-line-8', groupKey, flow.webhookUrl())],
   };
@@ -74,11 +83,13 @@ beforeAll(async () => {
 }, 15 * 60_000);
 
 afterAll(async () => {
+  hanging?.closeAllConnections();
+  hanging?.close();
   await flow?.close();
   if (times.length > 0) console.info(`sample start to assigned (local DPS, MQTT): ${times.map((t) => `${t.sample} ${t.ms} ms`).join(', ')}`);
 });
 
-const registerArgs = (id: string): string[] => ['--registration-id', id, '--id-scope', ID_SCOPE, '--private-key', devices.get(id)!.privateKeyFile, '--host', dpsAddress, '--ca', flow.dps!.caFile, '--timeout', '60'];
+const registerArgs = (id: string, timeoutSeconds = 60): string[] => ['--registration-id', id, '--id-scope', ID_SCOPE, '--private-key', devices.get(id)!.privateKeyFile, '--host', dpsAddress, '--ca', flow.dps!.caFile, '--timeout', String(timeoutSeconds)];
 
 const CASES = [
   { title: 'an individual enrollment (key pair from the Python keygen)', id: INDIVIDUAL, env: (): Record<string, string> => ({ DEVICE_SYMMETRIC_KEY: individualKey }), attestation: 'symmetric-key' },
@@ -181,6 +192,13 @@ describe('refusals, with the documented exit codes', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'unauthorized', exitCode: 5, httpStatus: 401 });
     expect(flow.dpsLog.filter((l) => l.includes(STRANGER))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
     expect(flow.webhookLog.length).toBe(seen);
+  }, 180_000);
+
+  test('--timeout gives up on a registration DPS keeps waiting on: exit 10', async () => {
+    const run = await runPy(['register', ...registerArgs(SLOW, 2), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(run.code, run.stderr).toBe(10);
+    expect(run.stderr).toContain(`registration of ${SLOW} did not finish within 2 s`);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'timeout', exitCode: 10 });
   }, 180_000);
 
   test('a disabled enrollment: exit 8 (disabled), the webhook never called', async () => {
