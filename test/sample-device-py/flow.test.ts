@@ -237,8 +237,4 @@ describe('refusals, with the documented exit codes', () => {
   });
 });
 
-// MQTT over WebSockets (`--websockets`, port 443): the sample passes websockets=True to both SDK clients. Enable once
-// the local DPS and hub serve MQTT over WebSockets (issue 23, helper "ws", another branch): start them with
-// `wsPort: 443, hubWsPort: 443` at the two addresses and run `run ... --websockets`. Checked by hand against that
-// branch (an individual and a group device assigned, desired properties read, telemetry recorded).
-test.todo('the Python sample with --websockets registers through the local DPS and reaches its hub over MQTT over WebSockets (needs the ws helper\'s WebSockets listeners)');
+// MQTT over WebSockets (`--websockets`): test/sample-device-py/websockets.test.ts.
