@@ -80,6 +80,8 @@ Options:
       host: { type: 'string' },
       lifetime: { type: 'string' },
       kid: { type: 'string' },
+      jti: { type: 'string' },
+      iat: { type: 'string' },
       ...HELP_OPTION,
     },
     help: `Signs the ES256 token \`register\` would send and prints it (first line), then its header and claims.
@@ -93,6 +95,8 @@ Options:
   --lifetime SECONDS      exp - iat, 1..${MAX_LIFETIME_SECONDS} (default ${DEFAULT_LIFETIME_SECONDS})
   --kid=K                 key id for the header (e.g. the thumbprint keygen printed; the = form
                           is needed when it starts with -, as a base64url thumbprint can)
+  --jti ID                a fixed jti instead of a random UUID (test vectors; a replay store refuses a reused one)
+  --iat SECONDS           a fixed iat (epoch seconds) instead of now (test vectors)
   -h, --help              show this help`,
   },
   register: {
@@ -306,6 +310,8 @@ async function runCommand(name: CommandName, values: Values, io: CliIo): Promise
         ...optional('host', str(values, 'host')),
         ...optional('lifetimeSeconds', seconds(values, 'lifetime')),
         ...optional('kid', str(values, 'kid')),
+        ...optional('jti', str(values, 'jti')),
+        ...optional('now', seconds(values, 'iat')),
       });
       io.stdout(
         [

@@ -112,6 +112,15 @@ export interface SignDeviceTokenOptions {
   readonly kid?: string;
   /** Seconds since the epoch; defaults to the clock. */
   readonly now?: number;
+  /** A fixed `jti` (test vectors across the samples); defaults to a random UUID. */
+  readonly jti?: string;
+}
+
+/** A fixed jti: printable, JSON-safe characters only, so every sample encodes it the same way. */
+const JTI = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function assertJti(value: string, flag = '--jti'): void {
+  if (!JTI.test(value)) throw usageError(flag, 'must be 1-128 of letters, digits, . _ : -');
 }
 
 /**
@@ -123,6 +132,7 @@ export async function signDeviceToken(options: SignDeviceTokenOptions): Promise<
   assertRegistrationId(options.registrationId);
   const lifetime = options.lifetimeSeconds ?? DEFAULT_LIFETIME_SECONDS;
   assertLifetime(lifetime);
+  if (options.jti !== undefined) assertJti(options.jti);
   const iat = options.now ?? Math.floor(Date.now() / 1000);
   const claims: DeviceTokenClaims = {
     registration_id: options.registrationId,
@@ -132,7 +142,7 @@ export async function signDeviceToken(options: SignDeviceTokenOptions): Promise<
     ...(options.idScope !== undefined && { aud: options.idScope }),
     iat,
     exp: iat + lifetime,
-    jti: randomUUID(),
+    jti: options.jti ?? randomUUID(),
   };
   return new SignJWT(claims)
     .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT', ...(options.kid !== undefined && { kid: options.kid }) })

@@ -1,7 +1,7 @@
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import { usageError } from '../errors.js';
 import { loadPrivateKeyFile } from '../key-file.js';
-import { assertLifetime, assertRegistrationId, describeToken, privateKeyThumbprint, signDeviceToken } from '../jwt.js';
+import { assertJti, assertLifetime, assertRegistrationId, describeToken, privateKeyThumbprint, signDeviceToken } from '../jwt.js';
 
 export interface TokenOptions {
   readonly privateKeyFile: string;
@@ -13,6 +13,8 @@ export interface TokenOptions {
   readonly kid?: string;
   /** Seconds since the epoch; defaults to the clock. */
   readonly now?: number;
+  /** A fixed jti instead of a random UUID (test vectors). */
+  readonly jti?: string;
 }
 
 export interface TokenResult {
@@ -30,6 +32,7 @@ export async function token(options: TokenOptions): Promise<TokenResult> {
   assertRegistrationId(options.registrationId);
   if (options.lifetimeSeconds !== undefined) assertLifetime(options.lifetimeSeconds);
   if (options.kid !== undefined && options.kid.trim() === '') throw usageError('--kid', 'must not be empty');
+  if (options.jti !== undefined) assertJti(options.jti);
   const privateKey = await loadPrivateKeyFile(options.privateKeyFile);
   const jwt = await signDeviceToken({
     privateKey,
@@ -39,6 +42,7 @@ export async function token(options: TokenOptions): Promise<TokenResult> {
     ...(options.lifetimeSeconds !== undefined && { lifetimeSeconds: options.lifetimeSeconds }),
     ...(options.kid !== undefined && { kid: options.kid }),
     ...(options.now !== undefined && { now: options.now }),
+    ...(options.jti !== undefined && { jti: options.jti }),
   });
   const { header, claims } = describeToken(jwt);
   return { token: jwt, header, claims, thumbprint: await privateKeyThumbprint(privateKey) };

@@ -124,3 +124,16 @@ describe('token', () => {
     expect((error as Error).message.startsWith(`${flag} `)).toBe(true);
   });
 });
+
+describe('token --jti and --iat (test vectors)', () => {
+  test('fix the jti and the time, so two runs sign the same header and claims', async () => {
+    const options = { privateKeyFile: device.privateKeyFile, registrationId: 'sensor-0042', idScope: SCOPE, now: NOW, jti: 'vector-1' };
+    const [a, b] = [await token(options), await token(options)];
+    expect(a.claims).toMatchObject({ jti: 'vector-1', iat: NOW, exp: NOW + 300 });
+    expect(a.token.split('.').slice(0, 2)).toEqual(b.token.split('.').slice(0, 2));
+  });
+
+  test('a jti with characters JSON would escape is a usage error naming --jti', async () => {
+    await expect(token({ privateKeyFile: device.privateKeyFile, registrationId: 'sensor-0042', jti: 'a"b' })).rejects.toMatchObject({ code: 'usage', message: expect.stringMatching(/^--jti must be/) });
+  });
+});

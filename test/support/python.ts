@@ -10,7 +10,7 @@ import { join } from 'node:path';
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const made = new Map<string, string>();
 
-export type PythonEnvName = 'requirements-device' | 'requirements-azure-cli';
+export type PythonEnvName = 'requirements-device' | 'requirements-azure-cli' | 'requirements-sample-device-py';
 
 /** The venv's bin directory, making the venv if it is not there yet (minutes for azure-cli, once). */
 export function pythonEnvBin(name: PythonEnvName): string {
