@@ -1,0 +1,65 @@
+/*
+ * Test tool, never installed: prints, as one JSON object, the credentials the C sample computes for a fixed time, so
+ * test/sample-device-c/ can compare them with the Node sample's (same key file, same time): the ES256 token, the
+ * DPS SAS, the hub SAS and the derived device key. It prints secrets on purpose; the device program never does.
+ *
+ * vectors --private-key F --registration-id ID --id-scope S --host H --now EPOCH --se EPOCH --hub HUB
+ *         (--symmetric-key K | --group-key K) [--jti UUID]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sd.h"
+
+static const char *arg(int argc, char **argv, const char *name) {
+  for (int i = 1; i + 1 < argc; i++) if (strcmp(argv[i], name) == 0) return argv[i + 1];
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  const char *key_file = arg(argc, argv, "--private-key"), *id = arg(argc, argv, "--registration-id");
+  const char *scope = arg(argc, argv, "--id-scope"), *host = arg(argc, argv, "--host"), *now = arg(argc, argv, "--now");
+  const char *se = arg(argc, argv, "--se"), *hub = arg(argc, argv, "--hub"), *sym = arg(argc, argv, "--symmetric-key");
+  const char *group = arg(argc, argv, "--group-key"), *jti = arg(argc, argv, "--jti");
+  if (key_file == NULL || id == NULL || scope == NULL || now == NULL || se == NULL || hub == NULL || (sym == NULL) == (group == NULL)) {
+    fprintf(stderr, "usage: see the comment at the top of tools/vectors.c\n");
+    return 2;
+  }
+  sd_error err;
+  memset(&err, 0, sizeof err);
+  EVP_PKEY *key = NULL;
+  if (sd_load_private_key(key_file, "--private-key", &key, &err) != SD_OK) {
+    fprintf(stderr, "%s\n", err.message);
+    return err.code;
+  }
+  char *device_key = sym != NULL ? strdup(sym) : sd_derive_device_key(group, id);
+  sd_token_request req = {key, id, scope, host, NULL, SD_DEFAULT_LIFETIME, strtoll(now, NULL, 10), jti};
+  char *jwt = sd_sign_token(&req, NULL, NULL);
+  char dps_resource[300], hub_resource[400];
+  snprintf(dps_resource, sizeof dps_resource, "%s/registrations/%s", scope, id);
+  snprintf(hub_resource, sizeof hub_resource, "%s/devices/%s", hub, id);
+  char *dps_sas = device_key != NULL ? sd_sas(dps_resource, 0, device_key, "registration", strtoll(se, NULL, 10)) : NULL;
+  char *hub_sas = device_key != NULL ? sd_sas(hub_resource, 1, device_key, NULL, strtoll(se, NULL, 10)) : NULL;
+  char *thumb = sd_jwk_thumbprint(key);
+  int rc = 1;
+  if (jwt != NULL && dps_sas != NULL && hub_sas != NULL && thumb != NULL) {
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "jwt", jwt);
+    cJSON_AddStringToObject(out, "dpsSas", dps_sas);
+    cJSON_AddStringToObject(out, "hubSas", hub_sas);
+    cJSON_AddStringToObject(out, "deviceKey", device_key);
+    cJSON_AddStringToObject(out, "thumbprint", thumb);
+    char *text = cJSON_PrintUnformatted(out);
+    printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(out);
+    rc = 0;
+  }
+  free(device_key);
+  free(jwt);
+  free(dps_sas);
+  free(hub_sas);
+  free(thumb);
+  EVP_PKEY_free(key);
+  return rc;
+}
