@@ -149,8 +149,9 @@ static void command_help(const command *c) {
   }
 }
 
+/* The last occurrence wins, as with node:util parseArgs. */
 static const char *get(const values *v, const char *name) {
-  for (int i = 0; i < v->count; i++) if (strcmp(v->names[i], name) == 0) return v->strings[i];
+  for (int i = v->count - 1; i >= 0; i--) if (strcmp(v->names[i], name) == 0) return v->strings[i];
   return NULL;
 }
 

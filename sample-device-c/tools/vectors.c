@@ -5,6 +5,10 @@
  *
  * vectors --private-key F --registration-id ID --id-scope S --host H --now EPOCH --se EPOCH --hub HUB
  *         (--symmetric-key K | --group-key K) [--jti UUID]
+ *
+ * `vectors register --token-file F --registration-id ID --id-scope S --host H:PORT --ca F (--symmetric-key K |
+ * --group-key K)` sends a given token through the C sample's own DPS client (dps.c), so a test can present a
+ * tampered token, another device's token or the Node sample's token; it exits with the device's exit code.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +20,45 @@ static const char *arg(int argc, char **argv, const char *name) {
   return NULL;
 }
 
+static int register_with_token(int argc, char **argv) {
+  const char *token_file = arg(argc, argv, "--token-file"), *id = arg(argc, argv, "--registration-id");
+  const char *scope = arg(argc, argv, "--id-scope"), *host = arg(argc, argv, "--host"), *ca = arg(argc, argv, "--ca");
+  const char *sym = arg(argc, argv, "--symmetric-key"), *group = arg(argc, argv, "--group-key");
+  if (token_file == NULL || id == NULL || scope == NULL || host == NULL || (sym == NULL) == (group == NULL)) return 2;
+  char token[8192];
+  FILE *f = fopen(token_file, "r");
+  if (f == NULL) return 3;
+  size_t n = fread(token, 1, sizeof token - 1, f);
+  fclose(f);
+  while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r')) n--;
+  token[n] = '\0';
+  sd_error err;
+  memset(&err, 0, sizeof err);
+  sd_register_options o;
+  memset(&o, 0, sizeof o);
+  if (sd_parse_host(host, "--host", 8883, &o.endpoint, &err) != SD_OK) return err.code;
+  char *device_key = sym != NULL ? strdup(sym) : sd_derive_device_key(group, id);
+  o.registration_id = id;
+  o.id_scope = scope;
+  o.device_key = device_key;
+  o.attestation = sym != NULL ? "symmetric-key" : "group-key";
+  o.jwt = token;
+  o.ca_file = ca;
+  o.timeout_ms = 60000;
+  sd_registration r;
+  int code = sd_register(&o, &r, &err);
+  free(device_key);
+  if (code == SD_OK) {
+    printf("{\"status\":\"%s\",\"assignedHub\":\"%s\",\"deviceId\":\"%s\"}\n", r.status, r.assigned_hub, r.device_id);
+    cJSON_Delete(r.payload);
+  } else {
+    fprintf(stderr, "%s\n", err.message);
+  }
+  return code;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "register") == 0) return register_with_token(argc, argv);
   const char *key_file = arg(argc, argv, "--private-key"), *id = arg(argc, argv, "--registration-id");
   const char *scope = arg(argc, argv, "--id-scope"), *host = arg(argc, argv, "--host"), *now = arg(argc, argv, "--now");
   const char *se = arg(argc, argv, "--se"), *hub = arg(argc, argv, "--hub"), *sym = arg(argc, argv, "--symmetric-key");
