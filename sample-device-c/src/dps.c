@@ -175,6 +175,17 @@ int sd_register(const sd_register_options *o, sd_registration *out, sd_error *er
     code = sd_explain_dps_failure(o->registration_id, 0, NULL, 401, NULL, err);
     goto done;
   }
+  if (rc != 0 && sd_interrupted) {
+    code = sd_fail(err, SD_INTERRUPTED, "registration of %s was interrupted", o->registration_id);
+    goto done;
+  }
+  if (rc < 0 && sd_now_ms() >= deadline) {
+    /* The whole --timeout went on a connection that opened but never completed the TLS or MQTT handshake. */
+    code = sd_fail(err, SD_TIMEOUT, "registration of %s did not finish within %lld s (%s over mqtt: no MQTT answer to CONNECT)",
+                   o->registration_id, o->timeout_ms / 1000, o->endpoint.given);
+    sd_hint(err, "Check --host: something listens there but does not answer as DPS does.");
+    goto done;
+  }
   if (rc != 0) {
     char why[160];
     int tls = 0;

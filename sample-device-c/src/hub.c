@@ -166,6 +166,10 @@ int sd_connect_hub(const sd_connect_options *o, sd_connection *out, sd_error *er
   char *body = NULL;
   int status = 0;
   int code = SD_OK;
+  if (rc != 0 && sd_interrupted) {
+    code = sd_fail(err, SD_INTERRUPTED, "interrupted");
+    goto done;
+  }
   if (rc == 4 || rc == 5) {
     code = sd_fail(err, SD_HUB_UNAUTHORIZED, "the hub refused %s: not authorized (CONNACK %d)", where, rc);
     sd_hint(err, "the key is not this device's, or the device does not exist on that hub (registered through DPS first?)");

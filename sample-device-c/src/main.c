@@ -611,7 +611,8 @@ static int cmd_register(const values *v, int then_connect, sd_error *err) {
 
 static void on_sigint(int sig) {
   (void)sig;
-  if (sd_interrupted) _exit(SD_INTERRUPTED); /* a second Ctrl-C exits at once */
+  /* A second Ctrl-C exits at once; so does one while Paho's connect blocks (nothing is half-written then). */
+  if (sd_interrupted || sd_in_connect) _exit(SD_INTERRUPTED);
   sd_interrupted = 1;
 }
 

@@ -7,7 +7,8 @@
 #include <time.h>
 #include "sd.h"
 
-volatile int sd_interrupted = 0;
+volatile sig_atomic_t sd_interrupted = 0;
+volatile sig_atomic_t sd_in_connect = 0;
 
 int sd_parse_host(const char *value, const char *flag, int default_port, sd_endpoint *out, sd_error *err) {
   memset(out, 0, sizeof *out);
@@ -120,7 +121,9 @@ int sd_mqtt_open(sd_mqtt *m, const sd_endpoint *ep, const char *client_id, const
   long long secs = (timeout_ms + 999) / 1000;
   conn.connectTimeout = (int)(secs < 1 ? 1 : secs);
   conn.retryInterval = 0;
-  int rc = MQTTClient_connect(m->client, &conn);
+  sd_in_connect = 1;
+  int rc = sd_interrupted ? MQTTCLIENT_FAILURE : MQTTClient_connect(m->client, &conn);
+  sd_in_connect = 0;
   if (rc == MQTTCLIENT_SUCCESS) {
     m->connected = 1;
     return 0;

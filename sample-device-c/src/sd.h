@@ -6,6 +6,7 @@
 #ifndef SAMPLE_DEVICE_SD_H
 #define SAMPLE_DEVICE_SD_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -116,7 +117,9 @@ int sd_check_ca_file(const char *path, sd_error *err);
 /* Monotonic milliseconds. */
 long long sd_now_ms(void);
 /* Set by the SIGINT handler. */
-extern volatile int sd_interrupted;
+extern volatile sig_atomic_t sd_interrupted;
+/* Set while Paho's connect blocks (it cannot be cancelled): a Ctrl-C then exits at once with 130. */
+extern volatile sig_atomic_t sd_in_connect;
 /* ISO 8601 UTC with milliseconds, like JavaScript's toISOString. */
 void sd_iso_time(long long epoch_ms, char out[32]);
 long long sd_epoch_ms(void);
