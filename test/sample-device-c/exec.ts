@@ -13,6 +13,8 @@ export interface RunOptions {
   readonly prefix?: readonly string[];
   /** Called with all stdout so far, each time more arrives. */
   readonly onStdout?: (soFar: string) => void;
+  /** Sends SIGINT once stdout contains this text (a user's Ctrl-C at that point). */
+  readonly interruptWhen?: string;
 }
 
 export function runBinary(file: string, args: readonly string[], env: Readonly<Record<string, string>> = {}, options: RunOptions = {}): Promise<RunOutcome> {
@@ -26,9 +28,14 @@ export function runBinary(file: string, args: readonly string[], env: Readonly<R
     });
     let stdout = '';
     let stderr = '';
+    let interrupted = false;
     child.stdout.on('data', (c: Buffer) => {
       stdout += c.toString('utf8');
       options.onStdout?.(stdout);
+      if (options.interruptWhen !== undefined && !interrupted && stdout.includes(options.interruptWhen)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
     });
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
     child.on('error', reject);

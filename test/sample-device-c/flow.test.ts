@@ -123,6 +123,15 @@ describe('the whole flow', () => {
   });
 });
 
+describe('Ctrl-C', () => {
+  test('while sending telemetry ends normally: the summary, exit 0', async () => {
+    const out = await runBinary(build.bin, ['run', ...dpsArgs('c-0003'), '--hub-host', flow.dps!.hub.host, '--count', '5'], { DEVICE_SYMMETRIC_KEY: individualKey }, { interruptWhen: 'telemetry 1/5 sent' });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/telemetry: {5}1 message\(s\), every \d+ s/);
+  });
+});
+
 describe('refusals, with the documented exit codes', () => {
   test('a wrong symmetric key: DPS 401002, exit 5 (unauthorized), the webhook never called', async () => {
     const calls = flow.webhookLog.length;
