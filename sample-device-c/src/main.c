@@ -34,7 +34,8 @@ typedef struct values {
 
 static const opt_spec KEYGEN_OPTS[] = {{"out-dir", OPT_STRING}, {"name", OPT_STRING}, {NULL, 0}};
 static const opt_spec TOKEN_OPTS[] = {{"private-key", OPT_STRING}, {"registration-id", OPT_STRING}, {"id-scope", OPT_STRING},
-                                      {"host", OPT_STRING}, {"lifetime", OPT_STRING}, {"kid", OPT_STRING}, {NULL, 0}};
+                                      {"host", OPT_STRING}, {"lifetime", OPT_STRING}, {"kid", OPT_STRING},
+                                      {"jti", OPT_STRING}, {"iat", OPT_STRING}, {NULL, 0}};
 static const opt_spec REGISTER_OPTS[] = {
     {"registration-id", OPT_STRING}, {"id-scope", OPT_STRING}, {"private-key", OPT_STRING}, {"symmetric-key", OPT_STRING},
     {"group-key", OPT_STRING}, {"host", OPT_STRING}, {"transport", OPT_STRING}, {"ca", OPT_STRING},
@@ -75,7 +76,7 @@ static const command COMMANDS[] = {
      "  --name NAME     file name stem, usually the registration id (default: device)\n"
      "  -h, --help      show this help\n"},
     {"token", "print a fresh registration token and its decoded header and claims",
-     PROGRAM " token --private-key FILE --registration-id ID [--id-scope S] [--host H] [--lifetime 300] [--kid K]", TOKEN_OPTS,
+     PROGRAM " token --private-key FILE --registration-id ID [--id-scope S] [--host H] [--lifetime 300] [--kid K] [--jti ID] [--iat T]", TOKEN_OPTS,
      "Signs the ES256 token `register` would send and prints it (first line), then its header and claims.\n"
      "This command exists to inspect tokens: what it prints is a working credential until it expires.\n\n"
      "Options:\n"
@@ -85,6 +86,8 @@ static const command COMMANDS[] = {
      "  --host H                goes into provisioning_host\n"
      "  --lifetime SECONDS      exp - iat, 1..864000 (default 300)\n"
      "  --kid=K                 key id for the header (the = form is needed when it starts with -)\n"
+     "  --jti ID                a fixed jti instead of a random UUID (test vectors; a replay store refuses a reused one)\n"
+     "  --iat SECONDS           a fixed iat (epoch seconds) instead of now (test vectors)\n"
      "  -h, --help              show this help\n"},
     {"register", "register with DPS, presenting a signed token to the webhook",
      PROGRAM " register --registration-id ID --id-scope S --private-key FILE (--symmetric-key KEY | --group-key KEY) [options]",
@@ -356,9 +359,19 @@ static int cmd_token(const values *v, sd_error *err) {
   t.id_scope = get(v, "id-scope");
   t.host = get(v, "host");
   if (token_flags(v, &t, err) != SD_OK) return err->code;
+  /* Fixed jti and iat for test vectors: the same JSON-safe characters the Node sample allows (assertJti). */
+  const char *jti = get(v, "jti");
+  if (jti != NULL) {
+    size_t n = strlen(jti);
+    if (n < 1 || n > 128 || strspn(jti, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") != n) {
+      return sd_fail(err, SD_USAGE, "--jti must be 1-128 of letters, digits, . _ : -");
+    }
+  }
+  long long iat;
+  if (whole(v, "iat", " of seconds", 1LL << 36, &iat, err) != SD_OK) return err->code;
   EVP_PKEY *key = NULL;
   if (sd_load_private_key(key_file, "--private-key", &key, err) != SD_OK) return err->code;
-  sd_token_request req = {key, t.registration_id, t.id_scope, t.host, t.kid, t.lifetime, sd_epoch_ms() / 1000, NULL};
+  sd_token_request req = {key, t.registration_id, t.id_scope, t.host, t.kid, t.lifetime, iat >= 0 ? iat : sd_epoch_ms() / 1000, jti};
   cJSON *header = NULL, *claims = NULL;
   char *token = sd_sign_token(&req, &header, &claims);
   char *thumb = sd_jwk_thumbprint(key);

@@ -2,7 +2,8 @@
  * Cross-language vectors: from one key file and one fixed time, the C sample (its test-only vectors tool, which
  * links the same code as the program) and the Node sample compute the same credentials. The SAS tokens for DPS and
  * for the hub are byte-identical and verify as the local DPS and hub verify them; the group key derivation gives
- * dps-protocol.md's vector; both ES256 tokens carry the same header and claims (jti aside, random by design) and the
+ * dps-protocol.md's vector; both ES256 tokens carry the same header and claims (byte for byte with `token --jti --iat`;
+ * ECDSA signatures differ by design) and the
  * real webhook, through the local DPS, assigns a device presenting either, each sent by the other sample's client.
  * Key files: what `sample-device keygen` writes, what scripts/keygen.sh writes, a SEC1 key from `openssl ecparam`
  * (the Python sample's devices), and the C sample's own `keygen`.
@@ -120,6 +121,12 @@ describe.each(['sample-device keygen', 'scripts/keygen.sh', 'openssl ecparam (SE
     expect(Object.keys(c.payload)).toEqual(Object.keys(n.payload));
     expect(cJti).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(cJti).not.toBe(nJti);
+    // With the Node token's jti and the same iat (`token --jti --iat`), the C program signs a byte-identical header and claims.
+    const fixed = await runBinary(build.bin, ['token', '--private-key', s.privateKeyFile, '--registration-id', s.id, '--id-scope', ID_SCOPE, '--host', dps.mqttHost, '--iat', String(now), '--jti', String(nJti)]);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const fixedToken = fixed.stdout.split('\n')[0]!;
+    expect(fixedToken.split('.').slice(0, 2)).toEqual(nodeJwt.split('.').slice(0, 2));
+    await jwtVerify(fixedToken, publicKey, { algorithms: ['ES256'], currentDate: new Date(now * 1000) });
 
     // The webhook (through the local DPS) assigns the C token sent by the Node sample's SDK...
     const viaNode = await flow.register({ registrationId: s.id, privateKeyFile: s.privateKeyFile, symmetricKey: key, transport: 'mqtt', replaceToken: () => v.jwt });
