@@ -23,9 +23,13 @@ let build: CBuild;
 beforeAll(async () => {
   build = await buildCSample();
   flow = await startFlow();
-  devices = await makeDevices(flow.work, flow.keysDir, ['c-0001', 'c-0002', 'c-0003', 'cline-0001']);
+  devices = await makeDevices(flow.work, flow.keysDir, ['c-0001', 'c-0002', 'c-0003', 'cline-0001', 'c-off', 'c-badcode']);
   await flow.startDps({
-    individualEnrollments: ['c-0001', 'c-0002', 'c-0003'].map((id) => individual(id, individualKey, flow.webhookUrl())),
+    individualEnrollments: [
+      ...['c-0001', 'c-0002', 'c-0003'].map((id) => individual(id, individualKey, flow.webhookUrl())),
+      individual('c-off', individualKey, flow.webhookUrl(), { provisioningStatus: 'disabled' }),
+      individual('c-badcode', individualKey, flow.webhookUrl(undefined, 'not-the-function-key')),
+    ],
     enrollmentGroups: [group('c-factory-line', groupKey, flow.webhookUrl())],
   });
 });
@@ -177,6 +181,22 @@ describe('refusals, with the documented exit codes', () => {
       expect(out.stderr).toContain('DPS error 400207');
       expect(webhookReasonFor('c-0002')).toBe(reason);
     }
+  });
+
+  test('a disabled enrollment: exit 8, the webhook never called; a webhook URL without the right function key: 400209, exit 7', async () => {
+    const calls = flow.webhookLog.length;
+    const off = await runBinary(build.bin, ['register', ...dpsArgs('c-off'), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(off.code).toBe(8);
+    expect(JSON.parse(off.stdout)).toMatchObject({ ok: false, code: 'disabled', exitCode: 8, dpsStatus: 'disabled' });
+    expect(off.stderr).toContain('registration of c-off failed: the enrollment or registration is disabled in DPS');
+    expect(flow.webhookLog.length).toBe(calls);
+    const badcode = await runBinary(build.bin, ['register', ...dpsArgs('c-badcode'), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(badcode.code).toBe(7);
+    expect(JSON.parse(badcode.stdout)).toMatchObject({ ok: false, code: 'webhook_misconfigured', exitCode: 7, dpsErrorCode: 400209 });
+    expect(badcode.stderr).toContain('DPS error 400209 CustomAllocationUnauthorizedAccess');
+    expect(badcode.stderr).toContain('hint: Set the enrollment\'s webhookUrl with ?code=<function key>');
+    assertNoSecret(badcode);
+    expect(badcode.stdout + badcode.stderr).not.toContain('not-the-function-key');
   });
 
   test('a missing key file and a public key given as the private key: exit 3 naming the flag and the file', async () => {
