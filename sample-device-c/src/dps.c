@@ -44,14 +44,36 @@ static const known_error KNOWN[] = {
      "Check --id-scope and --registration-id, and that --symmetric-key is the enrollment's key or --group-key the group's."},
 };
 
+/*
+ * The webhook answers a refusal with {"code": "<reason>", "message": ...} (functions/core/webhook.ts). DPS does not
+ * document handing that body to the device, and the local DPS does not; when a DPS message does carry it, the reason
+ * is named on its own line. Only a snake_case word is taken, so nothing else of the message is echoed twice.
+ */
+static void webhook_reason(const char *message, char *out, size_t cap) {
+  out[0] = '\0';
+  const char *p = message != NULL ? strstr(message, "\"code\"") : NULL;
+  if (p == NULL) return;
+  p += 6;
+  while (*p == ' ' || *p == ':') p++;
+  if (*p++ != '"') return;
+  size_t n = 0;
+  while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_') n++;
+  if (n < 3 || n >= cap || p[n] != '"' || strchr(p, '_') == NULL) return;
+  memcpy(out, p, n);
+  out[n] = '\0';
+}
+
 int sd_explain_dps_failure(const char *registration_id, long error_code, const char *status, int mqtt_status,
                            const char *dps_message, sd_error *err) {
-  char said[400] = "";
+  char said[460] = "";
   if (dps_message != NULL && dps_message[0] != '\0') {
     char msg[300];
     snprintf(msg, sizeof msg, "%s", dps_message);
     sd_redact(msg);
-    snprintf(said, sizeof said, " DPS said: \"%s\"", msg);
+    char reason[64];
+    webhook_reason(msg, reason, sizeof reason);
+    if (reason[0] != '\0') snprintf(said, sizeof said, " DPS said: \"%s\" The webhook's reason: %s.", msg, reason);
+    else snprintf(said, sizeof said, " DPS said: \"%s\"", msg);
   }
   err->dps_error_code = error_code;
   snprintf(err->dps_status, sizeof err->dps_status, "%s", status != NULL ? status : "");

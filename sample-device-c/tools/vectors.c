@@ -57,8 +57,20 @@ static int register_with_token(int argc, char **argv) {
   return code;
 }
 
+/* `vectors explain --error-code N --status S --mqtt-status N --message M`: what the device prints for such a DPS answer. */
+static int explain(int argc, char **argv) {
+  const char *code = arg(argc, argv, "--error-code"), *status = arg(argc, argv, "--status");
+  const char *mqtt = arg(argc, argv, "--mqtt-status"), *message = arg(argc, argv, "--message");
+  sd_error err;
+  memset(&err, 0, sizeof err);
+  int rc = sd_explain_dps_failure("explain-0001", code != NULL ? strtol(code, NULL, 10) : 0, status, mqtt != NULL ? atoi(mqtt) : 0, message, &err);
+  printf("%s\n", err.message);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "register") == 0) return register_with_token(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "explain") == 0) return explain(argc, argv);
   const char *key_file = arg(argc, argv, "--private-key"), *id = arg(argc, argv, "--registration-id");
   const char *scope = arg(argc, argv, "--id-scope"), *host = arg(argc, argv, "--host"), *now = arg(argc, argv, "--now");
   const char *se = arg(argc, argv, "--se"), *hub = arg(argc, argv, "--hub"), *sym = arg(argc, argv, "--symmetric-key");

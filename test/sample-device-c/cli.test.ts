@@ -144,6 +144,37 @@ describe('no answer, Ctrl-C, no hub', () => {
   });
 });
 
+describe("DPS's answers, mapped as sample-device/dps-errors.ts maps them", () => {
+  const explain = (args: string[]) => runBinary(build.vectors, ['explain', ...args]);
+  test.each([
+    { args: ['--error-code', '400207', '--status', 'failed'], exit: 6, text: 'DPS error 400207 CustomAllocationFailed' },
+    { args: ['--error-code', '400208', '--status', 'failed'], exit: 7, text: 'DPS error 400208 CustomAllocationIotHubNotSpecified' },
+    { args: ['--error-code', '400209', '--status', 'failed'], exit: 7, text: 'DPS error 400209 CustomAllocationUnauthorizedAccess' },
+    { args: ['--error-code', '401002', '--mqtt-status', '401'], exit: 5, text: 'DPS error 401002 Unauthorized' },
+    { args: ['--error-code', '401003', '--mqtt-status', '401'], exit: 5, text: 'DPS error 401003: the symmetric key / SAS is wrong' },
+    { args: ['--mqtt-status', '401'], exit: 5, text: 'DPS answered unauthorized' },
+    { args: ['--status', 'disabled'], exit: 8, text: 'the enrollment or registration is disabled in DPS' },
+    { args: ['--error-code', '429001', '--mqtt-status', '429'], exit: 9, text: 'DPS error 429001.' },
+    { args: ['--error-code', '500000', '--status', 'failed'], exit: 9, text: 'DPS error 500000.' },
+  ])('$args -> exit $exit', async ({ args, exit, text }) => {
+    const out = await explain(args);
+    expect(out.code).toBe(exit);
+    expect(out.stdout).toContain(text);
+  });
+
+  test("the webhook's reason code is named when DPS's message carries the webhook's answer; anything SAS-like is removed", async () => {
+    const message = 'The webhook answered 403: {"code":"token_expired","message":"exp is in the past"} SharedAccessSignature sr=0ne/registrations/x&sig=c2VjcmV0c2lnbmF0dXJl&se=1';
+    const out = await explain(['--error-code', '400207', '--status', 'failed', '--message', message]);
+    expect(out.code).toBe(6);
+    expect(out.stdout).toContain("The webhook's reason: token_expired.");
+    expect(out.stdout).not.toContain('c2VjcmV0c2lnbmF0dXJl');
+    expect(out.stdout).not.toContain('sr=0ne');
+    const plain = await explain(['--error-code', '400207', '--status', 'failed', '--message', 'The custom allocation webhook answered 403.']);
+    expect(plain.stdout).toContain('DPS said: "The custom allocation webhook answered 403."');
+    expect(plain.stdout).not.toContain("webhook's reason");
+  });
+});
+
 test('every C source is compiled with -Wall -Wextra -Werror (C11)', async () => {
   const commands = JSON.parse(await readFile(join(build.buildDir, 'compile_commands.json'), 'utf8')) as { file: string; command: string }[];
   const files = commands.map((c) => c.file.replace(/.*sample-device-c\//, '')).sort();
