@@ -220,7 +220,8 @@ void sd_describe_connect_failure(const sd_mqtt *m, const sd_endpoint *ep, char *
     if (rc == 0) break;
   }
   freeaddrinfo(res);
-  if (err == 0) snprintf(out, cap, "the TLS or MQTT handshake failed");
+  /* Paho checks the certificate's names after the handshake (X509_check_host), which reports through no callback. */
+  if (err == 0) snprintf(out, cap, "the TLS handshake or the MQTT CONNECT failed: is the server's certificate for %s?", ep->host);
   else if (err == ECONNREFUSED) snprintf(out, cap, "ECONNREFUSED");
   else if (err == ETIMEDOUT) snprintf(out, cap, "ETIMEDOUT");
   else if (err == EHOSTUNREACH) snprintf(out, cap, "EHOSTUNREACH");

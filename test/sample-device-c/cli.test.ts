@@ -22,13 +22,14 @@ let work: string;
 let silent: Server;
 let silentPort: number;
 let caFile: string;
+let tls: Awaited<ReturnType<typeof generateLocalTls>>;
 const sockets = new Set<TLSSocket>();
 
 beforeAll(async () => {
   build = await buildCSample();
   work = await mkdtemp(join(tmpdir(), 'sample-device-c-'));
   // A TLS server with a trusted certificate that accepts connections and never says a word of MQTT.
-  const tls = await generateLocalTls();
+  tls = await generateLocalTls();
   caFile = join(work, 'ca.pem');
   await writeFile(caFile, tls.ca);
   silent = createServer({ cert: tls.cert, key: tls.key }, (socket) => {
@@ -121,6 +122,26 @@ describe('no answer, Ctrl-C, no hub', () => {
     const out = await runBinary(build.bin, register(['--timeout', '2']), { DEVICE_SYMMETRIC_KEY: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' });
     expect(out.code).toBe(10);
     expect(out.stderr).toContain('did not finish within 2 s');
+  });
+
+  test("a certificate that does not name the host is refused at once (exit 4), not waited on", async () => {
+    // The same trusted certificate (localhost, 127.0.0.1, ::1) on 127.0.0.2: only the name check can refuse it. Without
+    // that check the device would wait for a CONNACK that never comes and end with exit 10 after --timeout.
+    const other = createServer({ cert: tls.cert, key: tls.key }, (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.2', r));
+    const port = (other.address() as { port: number }).port;
+    try {
+      const args = register(['--timeout', '20']).map((a) => (a === `localhost:${silentPort}` ? `127.0.0.2:${port}` : a));
+      const out = await runBinary(build.bin, args, { DEVICE_SYMMETRIC_KEY: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' });
+      expect(out.code).toBe(4);
+      expect(out.stderr).toContain(`cannot reach DPS at 127.0.0.2:${port} over mqtt (the TLS handshake or the MQTT CONNECT failed: is the server's certificate for 127.0.0.2?)`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((r) => other.close(() => r()));
+    }
   });
 
   test('Ctrl-C while waiting for DPS: exit 130', async () => {
