@@ -142,6 +142,62 @@ static int await_twin(hub_state *s, const char *rid, long long deadline, int *st
   }
 }
 
+static long long lifetime_of(const sd_connect_options *o) {
+  return o->sas_lifetime_seconds > 0 ? o->sas_lifetime_seconds : SAS_LIFETIME_SECONDS;
+}
+
+/* Renew this long before the SAS expires: 5 minutes, or half the lifetime of a short one. */
+static long long renew_margin(const sd_connect_options *o) {
+  long long lifetime = lifetime_of(o);
+  return lifetime > 600 ? 300 : lifetime / 2;
+}
+
+/*
+ * Connects with a fresh SAS (one hour; *expiry gets its se) and subscribes to the twin topics.
+ * IoT Hub closes a connection whose SAS expires, so the telemetry loop opens a new session before that.
+ */
+static int open_session(const sd_connect_options *o, const sd_endpoint *ep, const char *where, sd_mqtt *m, long long *expiry, sd_error *err) {
+  char resource[400];
+  snprintf(resource, sizeof resource, "%s/devices/%s", o->hub, o->device_id);
+  *expiry = sd_epoch_ms() / 1000 + lifetime_of(o);
+  char *sas = sd_sas(resource, 1, o->device_key, NULL, *expiry);
+  if (sas == NULL) return sd_fail(err, SD_INTERNAL, "cannot compute the hub SAS token");
+  char username[600];
+  snprintf(username, sizeof username, "%s/%s/?api-version=" HUB_API_VERSION, o->hub, o->device_id);
+  int rc = sd_mqtt_open(m, ep, o->device_id, username, sas, o->ca_file, o->connect_timeout_ms);
+  OPENSSL_cleanse(sas, strlen(sas));
+  free(sas);
+  if (rc != 0 && sd_interrupted) return sd_fail(err, SD_INTERRUPTED, "interrupted");
+  if (rc == 4 || rc == 5) {
+    sd_fail(err, SD_HUB_UNAUTHORIZED, "the hub refused %s: not authorized (CONNACK %d)", where, rc);
+    sd_hint(err, "the key is not this device's, or the device does not exist on that hub (registered through DPS first?)");
+    return err->code;
+  }
+  if (rc != 0) {
+    char why[160];
+    int tls = 0;
+    if (rc > 0) snprintf(why, sizeof why, "CONNACK %d", rc);
+    else sd_describe_connect_failure(m, ep, why, sizeof why, &tls);
+    sd_fail(err, SD_HUB_UNREACHABLE, "cannot reach %s (%s)", where, tls ? "TLS certificate not trusted" : why);
+    sd_hint(err, "is the hub (or the local one: npm run dps) running, and --hub-host right? An untrusted certificate needs --ca.");
+    return err->code;
+  }
+  char *filters[] = {TWIN_RESPONSE "#", DESIRED_PUSH "#"};
+  int qos[] = {0, 0};
+  if (MQTTClient_subscribeMany(m->client, 2, filters, qos) != MQTTCLIENT_SUCCESS) {
+    return sd_fail(err, SD_HUB_UNREACHABLE, "%s: the hub refused the twin subscriptions", where);
+  }
+  return SD_OK;
+}
+
+/* IoT Hub closes a connection whose SAS expired: reconnect with a new one ahead of time, as the Node SDK renews. */
+static int renew_session(const sd_connect_options *o, const sd_endpoint *ep, const char *where, sd_mqtt *m, long long *expiry, sd_error *err) {
+  sd_mqtt_close(m);
+  int code = open_session(o, ep, where, m, expiry, err);
+  if (code == SD_OK) progress(o, "reconnected: %s with a renewed SAS", where);
+  return code;
+}
+
 int sd_connect_hub(const sd_connect_options *o, sd_connection *out, sd_error *err) {
   memset(out, 0, sizeof *out);
   out->interval_seconds = DEFAULT_INTERVAL;
@@ -152,44 +208,14 @@ int sd_connect_hub(const sd_connect_options *o, sd_connection *out, sd_error *er
   if (o->has_via) ep = o->via;
   else if (sd_parse_host(o->hub, "--hub", 8883, &ep, err) != SD_OK) return err->code;
 
-  char resource[400];
-  snprintf(resource, sizeof resource, "%s/devices/%s", o->hub, o->device_id);
-  char *sas = sd_sas(resource, 1, o->device_key, NULL, sd_epoch_ms() / 1000 + SAS_LIFETIME_SECONDS);
-  if (sas == NULL) return sd_fail(err, SD_INTERNAL, "cannot compute the hub SAS token");
-  char username[600];
-  snprintf(username, sizeof username, "%s/%s/?api-version=" HUB_API_VERSION, o->hub, o->device_id);
   sd_mqtt m = {0};
-  int rc = sd_mqtt_open(&m, &ep, o->device_id, username, sas, o->ca_file, o->connect_timeout_ms);
-  OPENSSL_cleanse(sas, strlen(sas));
-  free(sas);
+  long long sas_expiry = 0;
   hub_state s = {o, &m, out, 0};
   char *body = NULL;
   int status = 0;
-  int code = SD_OK;
-  if (rc != 0 && sd_interrupted) {
-    code = sd_fail(err, SD_INTERRUPTED, "interrupted");
-    goto done;
-  }
-  if (rc == 4 || rc == 5) {
-    code = sd_fail(err, SD_HUB_UNAUTHORIZED, "the hub refused %s: not authorized (CONNACK %d)", where, rc);
-    sd_hint(err, "the key is not this device's, or the device does not exist on that hub (registered through DPS first?)");
-    goto done;
-  }
-  if (rc != 0) {
-    char why[160];
-    int tls = 0;
-    if (rc > 0) snprintf(why, sizeof why, "CONNACK %d", rc);
-    else sd_describe_connect_failure(&m, &ep, why, sizeof why, &tls);
-    code = sd_fail(err, SD_HUB_UNREACHABLE, "cannot reach %s (%s)", where, tls ? "TLS certificate not trusted" : why);
-    sd_hint(err, "is the hub (or the local one: npm run dps) running, and --hub-host right? An untrusted certificate needs --ca.");
-    goto done;
-  }
-  char *filters[] = {TWIN_RESPONSE "#", DESIRED_PUSH "#"};
-  int qos[] = {0, 0};
-  if (MQTTClient_subscribeMany(m.client, 2, filters, qos) != MQTTCLIENT_SUCCESS) {
-    code = sd_fail(err, SD_HUB_UNREACHABLE, "%s: the hub refused the twin subscriptions", where);
-    goto done;
-  }
+  int rc = 0;
+  int code = open_session(o, &ep, where, &m, &sas_expiry, err);
+  if (code != SD_OK) goto done;
   progress(o, "connected: %s (MQTT over TLS)", where);
 
   /* The twin. */
@@ -249,17 +275,25 @@ int sd_connect_hub(const sd_connect_options *o, sd_connection *out, sd_error *er
     if (out->telemetry_sent > 0) {
       long long until = sd_now_ms() + out->interval_seconds * 1000;
       for (;;) {
+        /* Wake for whichever comes first: the next message, or the SAS renewal. */
+        long long renew_at = sd_now_ms() + (sas_expiry - renew_margin(o) - sd_epoch_ms() / 1000) * 1000;
         s.interval_changed = 0;
-        rc = await_twin(&s, NULL, until, &status, &body);
+        rc = await_twin(&s, NULL, until < renew_at ? until : renew_at, &status, &body);
         if (rc == -1) {
           code = sd_fail(err, SD_HUB_UNREACHABLE, "%s: the connection closed", where);
           goto done;
         }
-        if (rc == -2 || !s.interval_changed) break;
-        until = sd_now_ms() + out->interval_seconds * 1000; /* a new interval restarts the wait */
+        if (rc == -2) break;
+        if (s.interval_changed) {
+          until = sd_now_ms() + out->interval_seconds * 1000; /* a new interval restarts the wait */
+          continue;
+        }
+        if (sd_now_ms() >= until) break;
+        if ((code = renew_session(o, &ep, where, &m, &sas_expiry, err)) != SD_OK) goto done;
       }
       if (sd_interrupted) break;
     }
+    if (sd_epoch_ms() / 1000 >= sas_expiry - renew_margin(o) && (code = renew_session(o, &ep, where, &m, &sas_expiry, err)) != SD_OK) goto done;
     char sent_at[32];
     sd_iso_time(sd_epoch_ms(), sent_at);
     cJSON *msg = cJSON_CreateObject();

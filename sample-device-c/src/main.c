@@ -221,8 +221,7 @@ static int whole(const values *v, const char *name, const char *what, long long 
 }
 
 /* ---- JSON printing as JavaScript's JSON.stringify(value, null, 2) ---- */
-static void print_json(FILE *f, const cJSON *item, int depth, int indent_first) {
-  (void)indent_first;
+static void print_json(FILE *f, const cJSON *item, int depth) {
   if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
     int obj = cJSON_IsObject(item);
     if (item->child == NULL) {
@@ -239,7 +238,7 @@ static void print_json(FILE *f, const cJSON *item, int depth, int indent_first) 
         cJSON_free(k);
         cJSON_Delete(key);
       }
-      print_json(f, c, depth + 1, 0);
+      print_json(f, c, depth + 1);
       if (c->next != NULL) fputc(',', f);
     }
     fprintf(f, "\n%*s%c", 2 * depth, "", obj ? '}' : ']');
@@ -256,7 +255,7 @@ static void print_json_indented(const cJSON *item, int pad) {
   size_t len = 0;
   FILE *mem = open_memstream(&buf, &len);
   if (mem == NULL) return;
-  print_json(mem, item, 0, 0);
+  print_json(mem, item, 0);
   fclose(mem);
   for (const char *p = buf; *p != '\0'; p++) {
     putchar(*p);
@@ -384,9 +383,9 @@ static int cmd_token(const values *v, sd_error *err) {
   char expires[32];
   sd_iso_time((req.now + req.lifetime) * 1000, expires);
   printf("%s\n\nheader: ", token);
-  print_json(stdout, header, 0, 0);
+  print_json(stdout, header, 0);
   printf("\nclaims: ");
-  print_json(stdout, claims, 0, 0);
+  print_json(stdout, claims, 0);
   printf("\nsigned by key thumbprint %s; expires %s\n", thumb, expires);
   OPENSSL_cleanse(token, strlen(token));
   free(token);
@@ -492,7 +491,7 @@ static void print_registration(const registration_result *r) {
 }
 
 static void print_doc(const cJSON *doc) {
-  print_json(stdout, doc, 0, 0);
+  print_json(stdout, doc, 0);
   putchar('\n');
 }
 
@@ -579,6 +578,12 @@ static int cmd_register(const values *v, int then_connect, sd_error *err) {
   registration_result r;
   memset(&r, 0, sizeof r);
   keys k = {0};
+  if (then_connect) {
+    /* `run`: a bad connect option is a usage error before anything is registered. */
+    sd_connect_options check = {0};
+    if (connect_flags(v, &check, err) != SD_OK) return err->code;
+    if (check.ca_file != NULL && sd_check_ca_file(check.ca_file, err) != SD_OK) return err->code;
+  }
   int code = do_register(v, &r, &k, err);
   int json = get(v, "json") != NULL;
   if (code == SD_OK && !then_connect) {
@@ -638,7 +643,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < COMMAND_COUNT; i++) if (strcmp(argv[1], COMMANDS[i].name) == 0) c = &COMMANDS[i];
   if (c == NULL) {
     /* Echo an unknown command only if short and plain: it could be a pasted key. */
-    fprintf(stderr, PROGRAM ": error: unknown command \"%.40s\"\n\n", argv[1][0] == '-' ? argv[1] : argv[1]);
+    fprintf(stderr, PROGRAM ": error: unknown command \"%.40s\"\n\n", argv[1]);
     tool_help(stderr);
     return SD_USAGE;
   }

@@ -181,6 +181,7 @@ typedef struct sd_connect_options {
   long long connect_timeout_ms;
   long long twin_timeout_ms;
   int progress_to_stderr;
+  long long sas_lifetime_seconds; /* 0: one hour, as the Node SDK's tokens */
 } sd_connect_options;
 typedef struct sd_connection {
   cJSON *desired; /* caller deletes */

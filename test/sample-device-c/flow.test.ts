@@ -23,10 +23,10 @@ let build: CBuild;
 beforeAll(async () => {
   build = await buildCSample();
   flow = await startFlow();
-  devices = await makeDevices(flow.work, flow.keysDir, ['c-0001', 'c-0002', 'c-0003', 'cline-0001', 'c-off', 'c-badcode']);
+  devices = await makeDevices(flow.work, flow.keysDir, ['c-0001', 'c-0002', 'c-0003', 'cline-0001', 'c-off', 'c-badcode', 'c-renew']);
   await flow.startDps({
     individualEnrollments: [
-      ...['c-0001', 'c-0002', 'c-0003'].map((id) => individual(id, individualKey, flow.webhookUrl())),
+      ...['c-0001', 'c-0002', 'c-0003', 'c-renew'].map((id) => individual(id, individualKey, flow.webhookUrl())),
       individual('c-off', individualKey, flow.webhookUrl(), { provisioningStatus: 'disabled' }),
       individual('c-badcode', individualKey, flow.webhookUrl(undefined, 'not-the-function-key')),
     ],
@@ -124,6 +124,21 @@ describe('the whole flow', () => {
     expect(connection).toMatchObject({ ok: true, deviceId: 'cline-0001', telemetrySent: 1, desired: { telemetryInterval: 30, $version: 1 } });
     expect(conn.stderr).toContain('desired properties: {"telemetryInterval":30,"$version":1}'); // progress goes to stderr under --json
     expect(dps.hub.device(String(result.assignedHub), 'cline-0001')!.telemetryCount).toBe(1);
+  });
+});
+
+describe('a long session', () => {
+  test('renews its hub SAS before it expires: reconnects and keeps sending (a 4 s SAS here, one hour in the program)', async () => {
+    const dps = flow.dps!;
+    const reg = await runBinary(build.bin, ['register', ...dpsArgs('c-renew'), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(reg.code, reg.stderr).toBe(0);
+    const hub = String((JSON.parse(reg.stdout) as { assignedHub: string }).assignedHub);
+    dps.hub.updateDesired(hub, 'c-renew', { telemetryInterval: 1 });
+    const out = await runBinary(build.vectors, ['connect', '--hub', hub, '--device-id', 'c-renew', '--hub-host', dps.hub.host, '--ca', dps.caFile, '--symmetric-key', individualKey, '--count', '4', '--sas-lifetime', '4']);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toContain(`reconnected: c-renew on ${hub} via ${dps.hub.host} with a renewed SAS`);
+    expect(out.stdout).toContain('telemetry 4/4 sent');
+    expect(dps.hub.device(hub, 'c-renew')!.telemetryCount).toBe(4);
   });
 });
 
@@ -243,6 +258,11 @@ describe('refusals, with the documented exit codes', () => {
     expect(stray.code).toBe(2);
     expect(stray.stderr).toContain('found a stray argument');
     assertNoSecret(stray);
+    const calls = flow.webhookLog.length;
+    const count = await runBinary(build.bin, ['run', ...dpsArgs('c-0002'), '--count', 'five'], { DEVICE_SYMMETRIC_KEY: individualKey });
+    expect(count.code).toBe(2);
+    expect(count.stderr).toContain('--count must be a whole number, got "five"');
+    expect(flow.webhookLog.length).toBe(calls); // refused before registering
     const none = await runBinary(build.bin, ['register', ...dpsArgs('c-0002')]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('--symmetric-key or --group-key is required (or set DEVICE_SYMMETRIC_KEY / DEVICE_GROUP_KEY)');
