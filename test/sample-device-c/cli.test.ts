@@ -4,9 +4,9 @@
  * server that never answers MQTT (exit 10), Ctrl-C (exit 130), an unreachable hub (exit 11), and the build's warning
  * flags (-Wall -Wextra -Werror on every source, from CMake's compile_commands.json).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +91,23 @@ describe('keygen and token', () => {
     const bad = await runBinary(build.bin, ['keygen', '--out-dir', dir, '--name', '../escape']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--name must be a plain file name');
+  });
+
+  test('a P-384 or RSA key, or a file that is no PEM at all, is exit 3 naming the problem', async () => {
+    const dir = join(work, 'wrong');
+    await mkdir(dir);
+    const p384 = join(dir, 'p384.key.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', p384]);
+    const rsa = join(dir, 'rsa.key.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', rsa]);
+    const junk = join(dir, 'junk.key.pem');
+    await writeFile(junk, 'not a key\n');
+    for (const [file, text] of [[p384, 'is not a P-256 (ES256) private key'], [rsa, 'is not a P-256 (ES256) private key'], [junk, 'is not a PEM private key']] as const) {
+      const out = await runBinary(build.bin, ['token', '--private-key', file, '--registration-id', 'cli-0002']);
+      expect(out.code).toBe(3);
+      expect(out.stderr).toContain(`--private-key ${file} ${text}`);
+      expect(out.stdout).toBe('');
+    }
   });
 
   test('token prints a token the public key verifies, with the Node sample\'s header and claims', async () => {
