@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
-import { signDeviceToken, importDevicePrivateKey } from '../../sample-device/jwt.js';
+import { deriveDeviceKey, importDevicePrivateKey, signDeviceToken } from '../../sample-device/jwt.js';
 import { buildCSample, type CBuild } from './build.js';
 import { runBinary, type RunOutcome } from './exec.js';
 
@@ -43,6 +43,7 @@ function assertNoSecret(out: RunOutcome): void {
   const text = out.stdout + out.stderr;
   expect(text).not.toContain(individualKey);
   expect(text).not.toContain(groupKey);
+  expect(text).not.toContain(deriveDeviceKey(groupKey, 'cline-0001'));
   expect(text).not.toMatch(/SharedAccessSignature\s+sr=/);
   expect(text).not.toMatch(/sig=[A-Za-z0-9%]{10,}/);
   expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/); // a JWT
