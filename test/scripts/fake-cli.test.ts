@@ -38,6 +38,20 @@ describe('the strict az stand-in', () => {
     expect(r.stderr).toContain('the following arguments are required: --enrollment-id/--eid');
   });
 
+  it('follows azure-cli 2.91.0 where real-az.test.ts found the table wrong: no --subscription on Graph commands, no --id on secret set, --tags may be empty', () => {
+    const graph = box.az(['ad', 'sp', 'show', '--id', 'x', '--subscription', 's']);
+    expect(graph.status).toBe(2);
+    expect(graph.stderr).toContain('unrecognized arguments: --subscription s');
+    const byId = box.az(['keyvault', 'secret', 'set', '--id', 'https://kv.vault.azure.net/secrets/a', '--value', 'x']);
+    expect(byId.status).toBe(2);
+    expect(byId.stderr).toContain('the following arguments are required: --vault-name, --name/-n');
+    const principal = box.az(['role', 'assignment', 'create', '--assignee-object-id', 'p', '--assignee-principal-type', 'Device', '--role', 'r', '--scope', '/v']);
+    expect(principal.status).toBe(2);
+    expect(principal.stderr).toContain("invalid choice: 'Device'");
+    expect(parseCommandLine(['group', 'create', '-n', 'rg', '-l', 'westeurope', '--tags']).ok).toBe(true);
+    expect(parseCommandLine(['iot', 'dps', 'create', '-n', 'd', '-g', 'rg', '--enable-data-residency', 'true'])).toEqual({ ok: false, message: 'unrecognized arguments: --enable-data-residency true' });
+  });
+
   it('refuses unknown groups and commands, and bad enum values', () => {
     const resource = box.az(['resource', 'tag', '--ids', 'x', '--tags', 'a=b']);
     expect(resource.status).toBe(2);

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pythonEnvBin } from '../support/python.js';
-import { COMMANDS, GLOBAL_FLAGS, extensionOf, parseSpec } from './fixtures/az-commands.mjs';
+import { COMMANDS, extensionOf, flagsOf } from './fixtures/az-commands.mjs';
 import { argvsOf, dryRunAzLines, recordEveryScript, sandbox, type Sandbox } from './harness.js';
 
 // Issue 23 item 2: the strict stand-in's table is our reading of az; here the real azure-cli (python/
@@ -150,7 +150,8 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
   });
 
   it("every base command of the strict table exists in the real CLI with the table's flags, arity, required flags and choices", () => {
-    const kindOf = (o: RealOption) => (o.nargs === 0 ? 'none' : o.nargs === '+' || o.nargs === '*' ? 'many' : o.nargs === '?' ? 'bool' : 'one');
+    // argparse's nargs as the table's markers: 0 ~, '+' +, '*' *, '?' ? (get_three_state_flag), None exactly one.
+    const kindOf = (o: RealOption) => (o.nargs === 0 ? 'none' : o.nargs === '+' ? 'many' : o.nargs === '*' ? 'any' : o.nargs === '?' ? 'bool' : 'one');
     const problems: string[] = [];
     for (const command of tableCore) {
       const real = answer.commands[command];
@@ -158,7 +159,7 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
         problems.push(`${command}: no such command in azure-cli ${answer.version}`);
         continue;
       }
-      const specs = [...parseSpec(COMMANDS[command]![0]), ...parseSpec(GLOBAL_FLAGS)];
+      const specs = flagsOf(command);
       for (const spec of specs) {
         const flag = `${command} ${spec.names[0]}`;
         const option = real.find((o) => o.names.includes(spec.names[0]!));
