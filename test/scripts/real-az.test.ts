@@ -16,6 +16,8 @@ interface LineResult { exit: number; parsed: boolean; stderr: string; seconds: n
 interface RealOption { names: string[]; nargs: number | string | null; required: boolean; choices: string[] | null }
 interface DriverAnswer {
   version: string;
+  /** The network interfaces the driver saw (a network namespace of its own has only a loopback, down). */
+  interfaces: string[];
   lines: LineResult[];
   /** The options of each command's real parser, or null when core az has no such command. */
   commands: Record<string, RealOption[] | null>;
@@ -82,6 +84,7 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
   let core: string[][] = [];
   let extension: string[][] = [];
   let standIns = 0;
+  let phases = '';
   let answer: DriverAnswer;
   let controls: LineResult[] = [];
   const tableCore = Object.keys(COMMANDS).filter((c) => extensionOf(c) === undefined);
@@ -95,9 +98,12 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
   ];
 
   beforeAll(() => {
+    const started = performance.now();
     box = sandbox();
     const dry = argvsOf(dryRunAzLines(box), box.dir);
+    const planned = performance.now();
     const recorded = recordEveryScript(box);
+    const ran = performance.now();
     const standIn = join(box.dir, 'stand-in.json');
     writeFileSync(standIn, '[]\n');
     const distinct = new Map<string, string[]>();
@@ -113,13 +119,15 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
     }
     const groups = [...new Set(tableExtension.map((c) => c.split(' ')[0]!))];
     answer = realAz(box, { lines: [...core, ...CONTROLS], commands: tableCore, groups });
+    phases = `dry runs ${((planned - started) / 1000).toFixed(1)} s, recorded runs ${((ran - planned) / 1000).toFixed(1)} s, real az ${((performance.now() - ran) / 1000).toFixed(1)} s`;
     controls = answer.lines.slice(core.length);
     answer.lines = answer.lines.slice(0, core.length);
   }, 600_000);
   afterAll(() => box?.cleanup());
 
-  it('is azure-cli 2.91.0, as pinned', () => {
+  it('is azure-cli 2.91.0, as pinned, with no network interface but its own loopback', () => {
     expect(answer.version).toBe('2.91.0');
+    expect(answer.interfaces).toEqual(['lo']);
   });
 
   it('refuses with exit 2 before any login what its parser refuses (the check can fail)', () => {
@@ -136,8 +144,7 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
     expect(refused.map(({ line, r }) => `${line}\n  -> exit ${r.exit}: ${refusal(r)}`)).toEqual([]);
     // No login and no network: each line stops at the missing account or network, after the parser took it.
     for (const [n, r] of answer.lines.entries()) expect(r.exit, `az ${core[n]!.join(' ')}: ${r.stderr}`).not.toBe(0);
-    const seconds = answer.lines.reduce((sum, r) => sum + r.seconds, 0);
-    console.info(`real az ${answer.version}: ${core.length} distinct core lines accepted, ${refused.length} refused (${standIns} with a stand-in @file; ${seconds.toFixed(1)} s in all); ${extension.length} distinct extension lines left to the table`);
+    console.info(`real az ${answer.version}: ${core.length} distinct core lines accepted, ${refused.length} refused (${standIns} with a stand-in @file); ${extension.length} distinct extension lines left to the table; ${phases}`);
   });
 
   it('leaves to the table only the lines of commands core az does not have (or that authV2 replaces)', () => {
