@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pythonEnvBin } from '../support/python.js';
-import { COMMANDS, extensionOf, flagsOf } from './fixtures/az-commands.mjs';
+import { COMMANDS, extensionOf, flagsOf, parseSpec } from './fixtures/az-commands.mjs';
 import { argvsOf, dryRunAzLines, recordEveryScript, sandbox, type Sandbox } from './harness.js';
 
 // Issue 23 item 2: the strict stand-in's table is our reading of az; here the real azure-cli (python/
@@ -79,6 +79,39 @@ function withFilesPresent(argv: string[], cwd: string, standIn: string): { argv:
   return { argv: out, replaced };
 }
 
+/**
+ * Where the table's flags for COMMAND differ from the real parser's options (REAL, or null when core az has no such
+ * command): a flag or alias az does not have, another arity, required or not, other choices; and a flag az requires
+ * that the table does not list.
+ */
+function differences(command: string, specs: ReturnType<typeof parseSpec>, real: RealOption[] | null, version: string): string[] {
+  if (!real) return [`${command}: no such command in azure-cli ${version}`];
+  // argparse's nargs as the table's markers: 0 ~, '+' +, '*' *, '?' ? (get_three_state_flag), None exactly one.
+  const kindOf = (o: RealOption) => (o.nargs === 0 ? 'none' : o.nargs === '+' ? 'many' : o.nargs === '*' ? 'any' : o.nargs === '?' ? 'bool' : 'one');
+  const problems: string[] = [];
+  for (const spec of specs) {
+    const flag = `${command} ${spec.names[0]}`;
+    const option = real.find((o) => o.names.includes(spec.names[0]!));
+    if (!option) {
+      problems.push(`${flag}: no such option (real: ${real.map((o) => o.names.join('|')).join(' ')})`);
+      continue;
+    }
+    const otherNames = spec.names.filter((n) => !option.names.includes(n));
+    if (otherNames.length > 0) problems.push(`${flag}: ${otherNames.join(' ')} not a name of it (real: ${option.names.join(' ')})`);
+    if (kindOf(option) !== spec.kind) problems.push(`${flag}: table ${spec.kind}, real nargs ${JSON.stringify(option.nargs)}`);
+    if (option.required !== spec.required) problems.push(`${flag}: table ${spec.required ? '' : 'not '}required, real ${option.required ? '' : 'not '}required`);
+    if (spec.kind !== 'bool') {
+      const realChoices = option.choices?.map((c) => c.toLowerCase()).sort();
+      const tableChoices = spec.choices?.map((c) => c.toLowerCase()).sort();
+      if (JSON.stringify(realChoices) !== JSON.stringify(tableChoices)) problems.push(`${flag}: table choices ${tableChoices?.join(',') ?? 'any'}, real ${realChoices?.join(',') ?? 'any'}`);
+    }
+  }
+  for (const option of real) {
+    if (option.required && !specs.some((s) => option.names.includes(s.names[0]!))) problems.push(`${command}: the real CLI requires ${option.names.join('/')}, the table does not list it`);
+  }
+  return problems;
+}
+
 describe('the real Azure CLI parses every base az line the scripts issue (no network, no login)', () => {
   let box: Sandbox;
   let core: string[][] = [];
@@ -144,7 +177,13 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
     expect(refused.map(({ line, r }) => `${line}\n  -> exit ${r.exit}: ${refusal(r)}`)).toEqual([]);
     // No login and no network: each line stops at the missing account or network, after the parser took it.
     for (const [n, r] of answer.lines.entries()) expect(r.exit, `az ${core[n]!.join(' ')}: ${r.stderr}`).not.toBe(0);
-    console.info(`real az ${answer.version}: ${core.length} distinct core lines accepted, ${refused.length} refused (${standIns} with a stand-in @file); ${extension.length} distinct extension lines left to the table; ${phases}`);
+    const stops = new Map<string, number>();
+    for (const r of answer.lines) {
+      const why = /az login/.test(r.stderr) ? 'the login' : /network connection|Failed to resolve/.test(r.stderr) ? 'the network' : /is not installed/.test(r.stderr) ? 'an extension not installed' : refusal(r);
+      stops.set(why, (stops.get(why) ?? 0) + 1);
+    }
+    const stopped = [...stops].map(([why, n]) => `${n} at ${why}`).join(', ');
+    console.info(`real az ${answer.version}: ${core.length} distinct core lines accepted (${stopped}), ${refused.length} refused (${standIns} with a stand-in @file); ${extension.length} distinct extension lines left to the table; ${phases}`);
   });
 
   it('leaves to the table only the lines of commands core az does not have (or that authV2 replaces)', () => {
@@ -157,37 +196,18 @@ describe('the real Azure CLI parses every base az line the scripts issue (no net
   });
 
   it("every base command of the strict table exists in the real CLI with the table's flags, arity, required flags and choices", () => {
-    // argparse's nargs as the table's markers: 0 ~, '+' +, '*' *, '?' ? (get_three_state_flag), None exactly one.
-    const kindOf = (o: RealOption) => (o.nargs === 0 ? 'none' : o.nargs === '+' ? 'many' : o.nargs === '*' ? 'any' : o.nargs === '?' ? 'bool' : 'one');
-    const problems: string[] = [];
-    for (const command of tableCore) {
-      const real = answer.commands[command];
-      if (!real) {
-        problems.push(`${command}: no such command in azure-cli ${answer.version}`);
-        continue;
-      }
-      const specs = flagsOf(command);
-      for (const spec of specs) {
-        const flag = `${command} ${spec.names[0]}`;
-        const option = real.find((o) => o.names.includes(spec.names[0]!));
-        if (!option) {
-          problems.push(`${flag}: no such option (real: ${real.map((o) => o.names.join('|')).join(' ')})`);
-          continue;
-        }
-        const otherNames = spec.names.filter((n) => !option.names.includes(n));
-        if (otherNames.length > 0) problems.push(`${flag}: ${otherNames.join(' ')} not a name of it (real: ${option.names.join(' ')})`);
-        if (kindOf(option) !== spec.kind) problems.push(`${flag}: table ${spec.kind}, real nargs ${JSON.stringify(option.nargs)}`);
-        if (option.required !== spec.required) problems.push(`${flag}: table ${spec.required ? '' : 'not '}required, real ${option.required ? '' : 'not '}required`);
-        if (spec.kind !== 'bool') {
-          const realChoices = option.choices?.map((c) => c.toLowerCase()).sort();
-          const tableChoices = spec.choices?.map((c) => c.toLowerCase()).sort();
-          if (JSON.stringify(realChoices) !== JSON.stringify(tableChoices)) problems.push(`${flag}: table choices ${tableChoices?.join(',') ?? 'any'}, real ${realChoices?.join(',') ?? 'any'}`);
-        }
-      }
-      for (const option of real) {
-        if (option.required && !specs.some((s) => option.names.includes(s.names[0]!))) problems.push(`${command}: the real CLI requires ${option.names.join('/')}, the table does not list it`);
-      }
-    }
+    const problems = tableCore.flatMap((command) => differences(command, flagsOf(command), answer.commands[command] ?? null, answer.version));
     expect(problems).toEqual([]);
+  });
+
+  it('the cross-check sees a table entry that differs from the real CLI (it can fail)', () => {
+    const wrong = parseSpec('--name|-n|--resource-group|-g --location|-l! --tags+ --frob --managed-by=a,b');
+    expect(differences('group create', wrong, answer.commands['group create']!, answer.version)).toEqual([
+      'group create --name: table not required, real required',
+      'group create --tags: table many, real nargs "*"',
+      expect.stringMatching(/^group create --frob: no such option/),
+      'group create --managed-by: table choices a,b, real any',
+    ]);
+    expect(differences('group frob', [], null, answer.version)).toEqual(['group frob: no such command in azure-cli 2.91.0']);
   });
 });
