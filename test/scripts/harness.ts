@@ -240,9 +240,9 @@ export function argvsOf(lines: readonly string[], cwd: string): string[][] {
 
 /**
  * Runs every script for real against the strict stand-in from an empty subscription, in the order a user would
- * (deploy first and second run, deploy --portal, keygen, register-key, activate, enroll, deprovision), and answers
- * every az argv the stand-in recorded. The same steps as lifecycle.test.ts, without its checks: for tests that hold
- * the recorded calls against something else (real-az.test.ts).
+ * (deploy, then deploy --portal: the webhook's second run and the portal's first; keygen, register-key, activate,
+ * enroll, deprovision), and answers every az argv the stand-in recorded. The same steps as lifecycle.test.ts, without
+ * its checks: for tests that hold the recorded calls against something else (real-az.test.ts).
  */
 export function recordEveryScript(box: Sandbox): string[][] {
   const env = { DPSJWT_RESOURCE_GROUP: 'rec-rg', DPSJWT_DPS: 'rec-dps', DPSJWT_VAULT: 'rec-kv', DPSJWT_APP: 'rec-fn', DPSJWT_PURGE_WAIT_SECONDS: '0' };
@@ -252,7 +252,7 @@ export function recordEveryScript(box: Sandbox): string[][] {
   const deploy = ['--location', 'westeurope', '--prefix', 'rec', '--hubs', '2', '--project-dir', project];
   const steps: [string, string[]][] = [
     ['deploy.sh', deploy],
-    ['deploy.sh', deploy],
+    // The second run of the webhook's deploy, and the portal's first (deploy-portal.sh).
     ['deploy.sh', [...deploy, '--portal']],
     ['keygen.sh', ['--registration-id', 'rec-1']],
     ['keygen.sh', ['--registration-id', 'rec-2']],

@@ -27,6 +27,7 @@ imports (about a second).
 import gc
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -148,6 +149,13 @@ def child(kind, argv, out_path):
 def run_all(jobs):
     """jobs: [(kind, argv)]. Runs each in a forked child, JOBS at a time; answers the results in order."""
     work = tempfile.mkdtemp(prefix='real-az-')
+    try:
+        return run_in(work, jobs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_in(work, jobs):
     results = [None] * len(jobs)
     running = {}
     next_job = 0

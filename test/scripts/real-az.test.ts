@@ -41,6 +41,7 @@ function realAz(box: Sandbox, request: { lines: string[][]; commands: string[]; 
     env: {
       PATH: '/usr/local/bin:/usr/bin:/bin',
       HOME: home,
+      TMPDIR: home,
       LANG: 'C.UTF-8',
       AZURE_CONFIG_DIR: join(home, 'azure'),
       AZURE_EXTENSION_DIR: join(home, 'extensions'),
