@@ -179,3 +179,108 @@ export function assertNoSecrets(result: RunResult, secrets: string[]): void {
     }
   }
 }
+
+/**
+ * Every `az` line of every script's --dry-run plan, as the script prints it (a few with a leading `(cd DIR && `).
+ * Checked against the strict table (fake-cli.test.ts) and against the real az's parser (real-az.test.ts).
+ */
+export function dryRunAzLines(box: Sandbox): string[] {
+  const project = join(box.dir, 'project');
+  mkdirSync(project, { recursive: true });
+  for (const f of ['package.json', 'host.json']) writeFileSync(join(project, f), '{}\n');
+  const pem = join(box.dir, 'dry.pub.pem');
+  if (!existsSync(pem)) {
+    const keygen = box.run('keygen.sh', ['--private-key', 'dry.key.pem']);
+    if (keygen.status !== 0) throw new Error(`keygen.sh failed: ${keygen.stderr}`);
+  }
+  const dps = ['-g', 'rg', '--dps', 'dpsx'];
+  const plans: [string, string[]][] = [
+    ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--project-dir', project, '--setting', 'IOT_HUB_HOSTNAME=h']],
+    ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry1', '--no-replay', '--operator', '00000000-0000-4000-8000-000000000001', '--no-publish']],
+    ['register-key.sh', ['--vault', 'kvx', '--registration-id', 'a', '--public-key', pem, '--tag', 'k=v', '--disabled']],
+    ['activate.sh', ['--vault', 'kvx', '--group-id', 'g', '--tag', 'k=v']],
+    ['enroll.sh', [...dps, '--app', 'fn', '--registration-id', 'a', '--device-id', 'dev-a', '--show-keys']],
+    ['enroll.sh', [...dps, '--app', 'fn', '--group-id', 'g', '--registration-id', 'a', '--show-keys', '--update']],
+    ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--purge']],
+    ['deprovision.sh', [...dps, '--vault', 'kvx', '--registration-id', 'a', '--group-id', 'g']],
+    ['deprovision.sh', [...dps, '--vault', 'kvx', '--group-id', 'g']],
+    ['deploy-portal.sh', ['--location', 'westeurope', '--prefix', 'dry2']],
+    ['deploy-portal.sh', ['--location', 'westeurope', '-g', 'rg', '--vault', 'kvx', '--app', 'portalx', '--storage', 'stx', '--client-id', '00000000-0000-4000-8000-000000000002', '--no-publish']],
+    ['deploy.sh', ['--location', 'westeurope', '--prefix', 'dry3', '--project-dir', project, '--portal']],
+  ];
+  const lines: string[] = [];
+  for (const [script, args] of plans) {
+    const dry = box.run(script, [...args, '--dry-run']);
+    if (dry.status !== 0) throw new Error(`${script} ${args.join(' ')} --dry-run: exit ${dry.status}: ${dry.stderr}`);
+    lines.push(...dry.stdout.split('\n').filter((l) => /^(\(cd \S+ && )?az /.test(l)));
+  }
+  return lines;
+}
+
+/**
+ * The argv each line hands to `az` (without the `az`), from one bash that runs them all with `az` a function that
+ * prints its argv: bash reads each line as the user's shell would (quoting, @file, the cd), without a process per
+ * line (a few hundred node starts outlast any timeout on a busy machine).
+ */
+export function argvsOf(lines: readonly string[], cwd: string): string[][] {
+  const script = ['az() { printf \'%s\\0\' "$#" "$@"; }', ...lines].join('\n');
+  const run = spawnSync('bash', ['-c', script], { cwd, encoding: 'utf8' });
+  if (run.status !== 0 || run.stderr !== '') throw new Error(`bash could not read the plan's lines (exit ${run.status}): ${run.stderr}`);
+  const fields = run.stdout.split('\0');
+  const argvs: string[][] = [];
+  let at = 0;
+  while (at < fields.length - 1) {
+    const count = Number(fields[at]);
+    argvs.push(fields.slice(at + 1, at + 1 + count));
+    at += 1 + count;
+  }
+  if (argvs.length !== lines.length) throw new Error(`${lines.length} lines gave ${argvs.length} az calls`);
+  return argvs;
+}
+
+/**
+ * Runs every script for real against the strict stand-in from an empty subscription, in the order a user would
+ * (deploy, then deploy --portal: the webhook's second run and the portal's first; keygen, register-key, activate,
+ * enroll, deprovision), and answers every az argv the stand-in recorded. The same steps as lifecycle.test.ts, without
+ * its checks: for tests that hold the recorded calls against something else (real-az.test.ts).
+ */
+export function recordEveryScript(box: Sandbox): string[][] {
+  const env = { DPSJWT_RESOURCE_GROUP: 'rec-rg', DPSJWT_DPS: 'rec-dps', DPSJWT_VAULT: 'rec-kv', DPSJWT_APP: 'rec-fn', DPSJWT_PURGE_WAIT_SECONDS: '0' };
+  const project = join(box.dir, 'rec-project');
+  mkdirSync(join(project, 'node_modules'), { recursive: true });
+  for (const f of ['package.json', 'host.json']) writeFileSync(join(project, f), '{}\n');
+  const deploy = ['--location', 'westeurope', '--prefix', 'rec', '--hubs', '2', '--project-dir', project];
+  const steps: [string, string[]][] = [
+    ['deploy.sh', deploy],
+    // The second run of the webhook's deploy, and the portal's first (deploy-portal.sh).
+    ['deploy.sh', [...deploy, '--portal']],
+    ['keygen.sh', ['--registration-id', 'rec-1']],
+    ['keygen.sh', ['--registration-id', 'rec-2']],
+    ['keygen.sh', ['--private-key', 'rec-line.key.pem']],
+    ['register-key.sh', ['--registration-id', 'rec-1', '--public-key', 'rec-1.pub.pem', '--tag', 'model=s1', '--disabled']],
+    ['register-key.sh', ['--registration-id', 'rec-2', '--public-key', 'rec-2.pub.pem']],
+    ['register-key.sh', ['--group-id', 'rec-line', '--public-key', 'rec-line.pub.pem']],
+    ['activate.sh', ['--registration-id', 'rec-1', '--tag', 'owner=acme']],
+    ['enroll.sh', ['--registration-id', 'rec-1']],
+    ['enroll.sh', ['--group-id', 'rec-line', '--registration-id', 'rec-2', '--show-keys']],
+    ['enroll.sh', ['--registration-id', 'rec-1', '--update', '--hubs', 'rec-hub-1']],
+    ['deprovision.sh', ['--registration-id', 'rec-1', '--purge']],
+    ['deprovision.sh', ['--registration-id', 'rec-2', '--group-id', 'rec-line']],
+    ['deprovision.sh', ['--group-id', 'rec-line']],
+  ];
+  const before = box.allCalls().length;
+  for (const [script, args] of steps) {
+    if (script === 'deprovision.sh' && args[1] === 'rec-1') {
+      // The devices registered (as DPS would record them), so deprovision has registrations and hub devices to delete.
+      box.setState((s) => {
+        s.dps['rec-dps'].registrations['rec-1'] = { registrationId: 'rec-1', assignedHub: 'rec-hub-1.azure-devices.net', deviceId: 'rec-1' };
+        s.dps['rec-dps'].registrations['rec-2'] = { registrationId: 'rec-2', assignedHub: 'rec-hub-2.azure-devices.net', deviceId: 'rec-2' };
+        s.hubs['rec-hub-1'].devices['rec-1'] = {};
+        s.hubs['rec-hub-2'].devices['rec-2'] = {};
+      });
+    }
+    const r = box.run(script, args, { env });
+    if (r.status !== 0) throw new Error(`${script} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+  }
+  return box.allCalls().slice(before).filter((c) => c[0] === 'az').map((c) => c.slice(1));
+}
