@@ -12,6 +12,7 @@ import { createWebhook, startWebhook, type Webhook } from '../../functions/app/c
 import { ConfigError, loadConfig, loadTelemetryConfig } from '../../functions/config.js';
 import { deviceSecretName } from '../../functions/keys/names.js';
 import { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signToken, type TestDevice } from '../support/devices.js';
+import { startBundledFunction } from '../support/bundle-host.js';
 import { startIngestionStandin, type Envelope, type IngestionStandin } from '../support/ingestion-standin.js';
 import { startKeyVaultStandin, type KeyVaultStandin } from '../support/keyvault-standin.js';
 import { guardLoopback } from '../support/loopback-guard.js';
@@ -194,6 +195,38 @@ describe('each decision, as Azure Monitor receives it', () => {
     await ingestion.waitFor((a) => decisionsOf(a).some((s) => s.tags?.['ai.operation.id'] === '0af7651916cd43dd8448eb211c80319c'));
     const span = decisionsOf(ingestion.accepted).find((s) => s.tags?.['ai.operation.id'] === '0af7651916cd43dd8448eb211c80319c')!;
     expect(propertiesOf(span)).toMatchObject({ 'dps.code': 'webhook_misconfigured', 'dps.setting': 'DPS_ID_SCOPE', 'dps.status': '503' });
+  });
+});
+
+describe('the deploy bundle', () => {
+  it('loads the exporter chunk when the connection string is set and sends the decision trace (what deploys, not the tsc output)', async () => {
+    const lines: string[] = [];
+    const fn = await startBundledFunction({
+      env: {
+        DEVICE_KEYS_DIR: dir,
+        DPS_ID_SCOPE: ID_SCOPE,
+        ...telemetryEnv(ingestion, 'bundle-test-fn'),
+        IDENTITY_ENDPOINT: mi.endpoint,
+        IDENTITY_HEADER: mi.identityHeader,
+        NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '',
+        HTTPS_PROXY: ingestion.egressProxy,
+        NO_PROXY: '127.0.0.1,localhost',
+        APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
+      },
+      functionKey: 'bundle-test-key',
+      log: (l) => lines.push(l),
+    });
+    try {
+      const res = await fetch(fn.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-functions-key': 'bundle-test-key' }, body: await body(devices[1]!) });
+      expect(res.status).toBe(200);
+      // The span processor sends within its 5 s batch delay; wait for the item, not for a time.
+      await ingestion.waitFor((a) => decisionsOf(a).some((s) => s.tags?.['ai.cloud.role'] === 'bundle-test-fn'));
+      const span = decisionsOf(ingestion.accepted).find((s) => s.tags?.['ai.cloud.role'] === 'bundle-test-fn')!;
+      expect(propertiesOf(span)).toMatchObject({ 'dps.registration_id': devices[1]!.id, 'dps.code': 'assigned' });
+      expect(JSON.stringify(ingestion.accepted)).not.toContain('bundle-test-key');
+    } finally {
+      await fn.close();
+    }
   });
 });
 
