@@ -22,7 +22,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { TelemetryConfig } from '../config.js';
-import { decisionAttributes, decisionDimensions, METRIC, parseTraceParent, type Telemetry } from './record.js';
+import { ATTR, decisionAttributes, decisionDimensions, METRIC, parseTraceParent, type Telemetry } from './record.js';
 
 type AzureMonitorConfig = Extract<TelemetryConfig, { kind: 'azure-monitor' }>;
 
@@ -66,17 +66,21 @@ export function createAzureMonitorTelemetry(config: AzureMonitorConfig, credenti
     }
   };
 
+  let coldStart = true;
   return {
     decision(record, context) {
       quietly(() => {
         const end = Date.now();
         const parent = parseTraceParent(context.traceParent);
         const parentContext = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, { ...parent, isRemote: true });
-        const span = tracer.startSpan(
-          'validatejwt decision',
-          { kind: SpanKind.INTERNAL, startTime: end - record.durationMs, attributes: decisionAttributes(record, context) as Attributes },
-          parentContext,
-        );
+        const attributes = decisionAttributes(record, context) as Attributes;
+        if (coldStart) {
+          // The process's first decision: what a device waited for on a cold start, counted from the process's start.
+          coldStart = false;
+          attributes[ATTR.coldStart] = true;
+          attributes[ATTR.sinceProcessStartMs] = Math.round(performance.now());
+        }
+        const span = tracer.startSpan('validatejwt decision', { kind: SpanKind.INTERNAL, startTime: end - record.durationMs, attributes }, parentContext);
         // A refusal is a decision made; only an answer that is no decision (5xx: retry, error) marks the span failed.
         if (record.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: record.code });
         span.end(end);

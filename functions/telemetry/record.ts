@@ -56,6 +56,10 @@ export const ATTR = {
   error: 'dps.error',
   setting: 'dps.setting',
   twinDropped: 'dps.twin.dropped',
+  /** true on the first decision a worker process makes: its cold start. */
+  coldStart: 'dps.cold_start',
+  /** With dps.cold_start: milliseconds from the process's start to the end of that first decision. */
+  sinceProcessStartMs: 'dps.since_process_start_ms',
 } as const;
 
 /** The metric names, as they appear in customMetrics (name column). */

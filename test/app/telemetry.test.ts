@@ -119,6 +119,10 @@ describe('each decision, as Azure Monitor receives it', () => {
       'dps.key.source': expect.any(String),
     });
     expect(Number(propertiesOf(first)['dps.duration_ms'])).toBeGreaterThanOrEqual(0);
+    // The webhook's first decision is its cold start; later ones are not marked.
+    expect(propertiesOf(first)['dps.cold_start']).toBe('true');
+    expect(Number(propertiesOf(first)['dps.since_process_start_ms'])).toBeGreaterThan(0);
+    expect(spans.filter((s) => s.tags?.['ai.cloud.role'] === 'dps-webhook-test-fn' && propertiesOf(s)['dps.cold_start'] === 'true')).toHaveLength(1);
     const byCode = (code: string) => spans.filter((s) => propertiesOf(s)['dps.code'] === code);
     expect(byCode('assigned').map((s) => propertiesOf(s)['dps.key.lookup']).sort()).toEqual(['cache', 'store']);
     const refused = byCode('token_signature_invalid')[0] ?? spans.find((s) => propertiesOf(s)['dps.status'] === '403');

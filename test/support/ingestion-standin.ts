@@ -74,6 +74,8 @@ export interface IngestionStandinOptions {
   /** Client ids (appid claim) holding Monitoring Metrics Publisher; undefined = every genuine token. */
   readonly publishers?: readonly string[];
   readonly ca?: TestCa;
+  /** false: count accepted envelopes without keeping them (a benchmark's thousands); default true. */
+  readonly retain?: boolean;
 }
 
 export interface IngestionStandin {
@@ -84,8 +86,10 @@ export interface IngestionStandin {
   readonly connectionString: string;
   /** http://127.0.0.1:<port> of the egress trap (see the header). */
   readonly egressProxy: string;
-  /** Every envelope accepted so far, in arrival order. */
+  /** Every envelope accepted so far, in arrival order (none kept with `retain: false`). */
   readonly accepted: readonly Envelope[];
+  /** How many envelopes were accepted so far. */
+  readonly acceptedCount: number;
   readonly requests: readonly TrackRequest[];
   /** CONNECT targets the egress trap refused. */
   readonly refusedEgress: readonly string[];
@@ -122,6 +126,7 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
   const refusedEgress: string[] = [];
   const waiters: Array<{ predicate: (a: readonly Envelope[]) => boolean; resolve: () => void }> = [];
   let fault: { status: number; retryAfterSeconds?: number; times?: number } | undefined;
+  let acceptedCount = 0;
 
   const notify = () => {
     for (const waiter of [...waiters]) {
@@ -190,8 +195,10 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
       else taken.push(e as Envelope);
     });
     const status = errors.length === 0 ? 200 : taken.length > 0 ? 206 : 400;
-    record(status, taken);
-    accepted.push(...taken);
+    acceptedCount += taken.length;
+    const keep = options.retain !== false;
+    record(status, keep ? taken : []);
+    if (keep) accepted.push(...taken);
     send(res, status, { itemsReceived: items.length, itemsAccepted: taken.length, errors });
     notify();
   };
@@ -221,6 +228,9 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
     connectionString: `InstrumentationKey=${ikey};IngestionEndpoint=${origin}/;LiveEndpoint=${origin}/`,
     egressProxy: `http://127.0.0.1:${trapPort}`,
     accepted,
+    get acceptedCount() {
+      return acceptedCount;
+    },
     requests,
     refusedEgress,
     waitFor: (predicate) => (predicate(accepted) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ predicate, resolve }))),
