@@ -65,7 +65,6 @@ export const ATTR = {
 /** The metric names, as they appear in customMetrics (name column). */
 export const METRIC = {
   decisions: 'decisions',
-  decisionMs: 'decision_ms',
   keyStoreReads: 'key_store_reads',
   keyStoreReadMs: 'key_store_read_ms',
   keyCacheHits: 'key_cache_hits',
@@ -102,7 +101,7 @@ export function decisionAttributes(record: DecisionLog, context: DecisionContext
 }
 
 /** The `decisions` counter's dimensions: few values each, so the metric stays cheap to store and to chart. */
-export function decisionDimensions(record: DecisionLog): Record<string, string | number> {
+export function decisionDimensions(record: DecisionLog): { code: string; status: number } {
   return { code: record.code, status: record.status };
 }
 
