@@ -101,6 +101,8 @@ export type TelemetryConfig =
       readonly entra?: { readonly clientId?: string };
       /** cloud_RoleName of every item: the function app's name in Azure (WEBSITE_SITE_NAME). */
       readonly roleName: string;
+      /** cloud_RoleInstance: the App Service instance (WEBSITE_INSTANCE_ID); absent = the host name. */
+      readonly roleInstance?: string;
       /** How often the metrics are sent (the exporter's reader interval). */
       readonly metricIntervalMs: number;
     };
@@ -509,6 +511,7 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
     ingestionOrigin,
     ...(entra !== undefined && { entra }),
     roleName: text(env, 'WEBSITE_SITE_NAME') ?? 'dps-jwt-webhook',
+    ...(text(env, 'WEBSITE_INSTANCE_ID') !== undefined && { roleInstance: text(env, 'WEBSITE_INSTANCE_ID')! }),
     metricIntervalMs: integer(env, 'TELEMETRY_METRIC_INTERVAL_SECONDS', 60, 1, 3600) * 1000,
   };
 }

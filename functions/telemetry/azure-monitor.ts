@@ -18,6 +18,7 @@
  */
 import { AzureMonitorMetricExporter, AzureMonitorTraceExporter } from '@azure/monitor-opentelemetry-exporter';
 import type { TokenCredential } from '@azure/core-auth';
+import { hostname } from 'node:os';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Counter, type Histogram, type ObservableResult } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
@@ -35,8 +36,9 @@ export function createAzureMonitorTelemetry(config: AzureMonitorConfig, credenti
     disableOfflineStorage: true,
     ...(credential !== undefined && { credential }),
   };
-  // service.name becomes cloud_RoleName (the exporter's resource mapping).
-  const resource = resourceFromAttributes({ 'service.name': config.roleName });
+  // service.name becomes cloud_RoleName and service.instance.id cloud_RoleInstance (the exporter's resource mapping,
+  // utils/common.ts createTagsFromResource). Without an instance id the exporter asks os.hostname() for every item.
+  const resource = resourceFromAttributes({ 'service.name': config.roleName, 'service.instance.id': config.roleInstance ?? hostname() });
   const tracerProvider = new BasicTracerProvider({
     resource,
     spanProcessors: [new BatchSpanProcessor(new AzureMonitorTraceExporter(exporterOptions))],
