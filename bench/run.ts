@@ -8,10 +8,12 @@
  *   4. http       the `npm start` local host (a child process) under autocannon: peak, then half the peak rate
  *   5. storm      a cold storm against the Key Vault path (real SDK, local stand-ins, a child process)
  *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc)
- *   7. cold start process start to the first device admitted through the Key Vault stand-in, bundled and not
+ *   7. cold start process start to the first device admitted through the Key Vault stand-in, bundled and not, each
+ *                 without and with telemetry (APPLICATIONINSIGHTS_CONNECTION_STRING to the loopback ingestion stand-in)
  *   8. package    the deploy zip (dist/app.zip): size and files, beside what the unbundled app deployed
  *   9. CPU        CPU time per decision of the HTTP host (section 4's peak) against one raw jose verification and
- *                 against a minimal node:http + jose server under the same load
+ *                 against a minimal node:http + jose server under the same load; and the host with telemetry on
+ *                 (every decision a trace and metrics, exported to the ingestion stand-in) at the same rate
  *  10. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
  *  11. demo       `npm run demo` from spawn to exit, 3 runs (bench/demo.ts); the demo's test checks what it shows
  *
@@ -46,7 +48,11 @@ import {
   makeDevice,
   signToken,
   startKeyVaultStandin,
+  startIngestionStandin,
   startManagedIdentityStandin,
+  type IngestionStandin,
+  type ManagedIdentityStandin,
+  type TestCa,
   type TestDevice,
 } from './support.js';
 
@@ -316,8 +322,49 @@ async function startServerProcess(args: readonly string[], env: NodeJS.ProcessEn
   }
 }
 
-function startHostProcess(keyDir: string, workDir: string): Promise<ServerProcess> {
-  return startServerProcess([join(repoRoot, 'dist', 'local-host', 'main.js')], cleanEnv({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE, PORT: '0' }), workDir, 'local-host');
+function startHostProcess(keyDir: string, workDir: string, extraEnv: Record<string, string> = {}, name = 'local-host'): Promise<ServerProcess> {
+  return startServerProcess([join(repoRoot, 'dist', 'local-host', 'main.js')], cleanEnv({ DEVICE_KEYS_DIR: keyDir, DPS_ID_SCOPE: ID_SCOPE, PORT: '0', ...extraEnv }), workDir, name);
+}
+
+/**
+ * The app settings that turn telemetry on, as in Azure (a connection string and Entra ID ingestion), aimed at the
+ * loopback stand-ins: the process must trust `certFile` (the stand-in's CA) and get its tokens from `mi`. The
+ * exporter's own settings poll goes to the stand-in's egress trap (HTTPS_PROXY), and statsbeat, which probes the VM
+ * metadata address off Azure, is off: nothing leaves loopback.
+ */
+function telemetryEnv(ingestion: IngestionStandin, mi: { endpoint: string; identityHeader: string }, certFile: string): Record<string, string> {
+  return {
+    APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.connectionString,
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD',
+    IDENTITY_ENDPOINT: mi.endpoint,
+    IDENTITY_HEADER: mi.identityHeader,
+    AZURE_TOKEN_CREDENTIALS: 'prod',
+    NODE_EXTRA_CA_CERTS: certFile,
+    HTTPS_PROXY: ingestion.egressProxy,
+    NO_PROXY: '127.0.0.1,localhost',
+    APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
+  };
+}
+
+/** A CA written to a file, the managed identity and ingestion stand-ins trusting it, for a process with telemetry on. */
+async function telemetryStandins(
+  workDir: string,
+  shared: { ca?: TestCa; mi?: ManagedIdentityStandin } = {},
+): Promise<{ env: (certFile?: string) => Record<string, string>; ingestion: IngestionStandin; stop(): Promise<void> }> {
+  const authority = shared.ca ?? (await createTestCa());
+  const certFile = join(workDir, `telemetry-ca-${Math.random().toString(36).slice(2)}.pem`);
+  writeFileSync(certFile, authority.certPem);
+  // Ingestion reads the token's audience, so the identity stand-in issues JWTs.
+  const mi = shared.mi ?? (await startManagedIdentityStandin({ tokenFormat: 'jwt' }));
+  const ingestion = await startIngestionStandin({ entraOnly: true, acceptsToken: mi.isIssuedToken, ca: authority, retain: false });
+  return {
+    env: (file = certFile) => telemetryEnv(ingestion, mi, file),
+    ingestion,
+    stop: async () => {
+      await ingestion.stop();
+      if (shared.mi === undefined) await mi.stop();
+    },
+  };
 }
 
 let clockTicks: number | undefined;
@@ -551,8 +598,13 @@ interface ColdStartResult {
   starts: number;
   bundled: ColdStartSummary;
   unbundled: ColdStartSummary;
+  /** The same two with telemetry on: the exporter chunk loaded and the providers built before the first admission. */
+  bundledTelemetry: ColdStartSummary;
+  unbundledTelemetry: ColdStartSummary;
   /** bundled / unbundled, process start to the first device admitted (medians). */
   ratio: number;
+  /** The same with telemetry on (bundled / unbundled, both with it). */
+  telemetryRatio: number;
   /** The same for the CPU time the process used until then. */
   cpuRatio: number;
   blockedConnections: number;
@@ -563,12 +615,16 @@ const median = (values: readonly number[]) => {
   return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0;
 };
 
+type ColdStartKind = 'bundled' | 'unbundled' | 'bundledTelemetry' | 'unbundledTelemetry';
+
 async function coldStart(workDir: string): Promise<ColdStartResult> {
   const ca = await createTestCa();
   const certFile = join(workDir, 'cold-ca.pem');
   writeFileSync(certFile, ca.certPem);
-  const mi = await startManagedIdentityStandin();
+  // JWT tokens: the ingestion stand-in reads their audience; the vault stand-in only asks isIssuedToken.
+  const mi = await startManagedIdentityStandin({ tokenFormat: 'jwt' });
   const vault = await startKeyVaultStandin({ acceptsToken: mi.isIssuedToken, ca });
+  const telemetry = await telemetryStandins(workDir, { ca, mi });
   try {
     const device = await makeDevice('cold-start-device');
     vault.setSecret(deviceSecretName(device.id), device.publicPem);
@@ -584,17 +640,27 @@ async function coldStart(workDir: string): Promise<ColdStartResult> {
       KEY_VAULT_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: 'true',
       DPS_ID_SCOPE: ID_SCOPE,
     });
-    const modules = { bundled: join(repoRoot, BUNDLE), unbundled: join(repoRoot, 'dist', 'functions', 'validatejwt.js') };
-    const runs: Record<keyof typeof modules, ColdStartRun[]> = { bundled: [], unbundled: [] };
+    // One identity stand-in issues both the vault's and the ingestion's tokens, as the app's one managed identity does.
+    const telemetryEnvironment = { ...env, ...telemetry.env(certFile) };
+    const bundle = join(repoRoot, BUNDLE);
+    const unbundledModule = join(repoRoot, 'dist', 'functions', 'validatejwt.js');
+    const variants: Record<ColdStartKind, { module: string; env: NodeJS.ProcessEnv }> = {
+      bundled: { module: bundle, env },
+      unbundled: { module: unbundledModule, env },
+      bundledTelemetry: { module: bundle, env: telemetryEnvironment },
+      unbundledTelemetry: { module: unbundledModule, env: telemetryEnvironment },
+    };
+    const runs: Record<ColdStartKind, ColdStartRun[]> = { bundled: [], unbundled: [], bundledTelemetry: [], unbundledTelemetry: [] };
     let blocked = 0;
     // One start of each first, not counted (it reads the files into the page cache; not in --quick), then alternate
     // which goes first.
+    const kinds = Object.keys(variants) as ColdStartKind[];
     for (let i = options.quick ? 0 : -1; i < plan.coldStarts; i++) {
-      const order: Array<keyof typeof modules> = i % 2 === 0 ? ['bundled', 'unbundled'] : ['unbundled', 'bundled'];
+      const order = i % 2 === 0 ? kinds : [...kinds].reverse();
       for (const kind of order) {
         const run = await runNodeChild<ColdStartRun & { status: number; code?: string; blockedConnections: number }>(
-          [join(here, 'coldstart.js'), modules[kind], bodyFile],
-          env,
+          [join(here, 'coldstart.js'), variants[kind].module, bodyFile],
+          variants[kind].env,
           60_000,
         );
         if (run.status !== 200) throw new Error(`cold start (${kind}): the device was not admitted (${run.status} ${run.code ?? ''})`);
@@ -602,8 +668,8 @@ async function coldStart(workDir: string): Promise<ColdStartResult> {
         if (i >= 0) runs[kind].push(run);
       }
     }
-    const summary = (kind: keyof typeof modules): ColdStartSummary => ({
-      module: relativeToRepo(modules[kind]),
+    const summary = (kind: ColdStartKind): ColdStartSummary => ({
+      module: relativeToRepo(variants[kind].module),
       sinceStartMs: median(runs[kind].map((r) => r.sinceStartMs)),
       cpuMs: median(runs[kind].map((r) => r.cpuMs)),
       bootMs: median(runs[kind].map((r) => r.bootMs)),
@@ -611,17 +677,20 @@ async function coldStart(workDir: string): Promise<ColdStartResult> {
       firstAdmissionMs: median(runs[kind].map((r) => r.firstAdmissionMs)),
       bestSinceStartMs: Math.min(...runs[kind].map((r) => r.sinceStartMs)),
     });
-    const bundled = summary('bundled');
-    const unbundled = summary('unbundled');
+    const [bundled, unbundled, bundledTelemetry, unbundledTelemetry] = kinds.map(summary) as [ColdStartSummary, ColdStartSummary, ColdStartSummary, ColdStartSummary];
     return {
       starts: plan.coldStarts,
       bundled,
       unbundled,
+      bundledTelemetry,
+      unbundledTelemetry,
       ratio: bundled.sinceStartMs / unbundled.sinceStartMs,
+      telemetryRatio: bundledTelemetry.sinceStartMs / unbundledTelemetry.sinceStartMs,
       cpuRatio: bundled.cpuMs / unbundled.cpuMs,
       blockedConnections: blocked,
     };
   } finally {
+    await telemetry.stop();
     await vault.stop();
     await mi.stop();
   }
@@ -686,6 +755,17 @@ interface CpuResult {
   rawVerifyUs: number;
   webhookVsReference: number | null;
   webhookVsRawVerify: number | null;
+  /** The local host with telemetry on (trace + metrics per decision, exported to the ingestion stand-in), same rate. */
+  telemetry: {
+    usPerDecision: number | null;
+    run: LoadResult;
+    vsReference: number | null;
+    /** vs the same host without telemetry (4b). */
+    vsWithout: number | null;
+    /** Envelopes the ingestion stand-in accepted during the run (spans and metrics). */
+    itemsAccepted: number;
+    blockedEgress: number;
+  };
 }
 
 async function rawVerifyCpu(devices: readonly TestDevice[]): Promise<number> {
@@ -724,6 +804,20 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
   const rawVerifyUs = await rawVerifyCpu(devices);
   const webhookUs = webhook.cpuUsPerDecision.halfPeak;
   const referenceUs = measured.cpuUsPerDecision;
+  const standins = await telemetryStandins(workDir);
+  let withTelemetry: { run: LoadResult; cpuUsPerDecision: number | null };
+  try {
+    const host = await startHostProcess(keyDir, workDir, standins.env(), 'local-host-telemetry');
+    try {
+      await warmUp(host.url, bodies);
+      withTelemetry = await loadWithCpu(host, bodies, rate);
+    } finally {
+      await host.stop();
+    }
+  } finally {
+    await standins.stop();
+  }
+  const telemetryUs = withTelemetry.cpuUsPerDecision;
   return {
     rate,
     webhookUsPerDecision: webhookUs,
@@ -735,6 +829,14 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
     rawVerifyUs,
     webhookVsReference: webhookUs === null || referenceUs === null ? null : webhookUs / referenceUs,
     webhookVsRawVerify: webhookUs === null ? null : webhookUs / rawVerifyUs,
+    telemetry: {
+      usPerDecision: telemetryUs,
+      run: withTelemetry.run,
+      vsReference: telemetryUs === null || referenceUs === null ? null : telemetryUs / referenceUs,
+      vsWithout: telemetryUs === null || webhookUs === null ? null : telemetryUs / webhookUs,
+      itemsAccepted: standins.ingestion.acceptedCount,
+      blockedEgress: standins.ingestion.refusedEgress.length,
+    },
   };
 }
 
@@ -758,6 +860,7 @@ function table(results: Results): string {
   const { floor: f, python: py, handler: h, http: w, storm: s, memory: m, coldStart: c, package: z, cpu, ratios: r } = results;
   const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const us = (v: number | null) => (v === null ? 'n/a (no /proc)' : `${n(v)} µs`);
+  const x = (v: number | null) => (v === null || !Number.isFinite(v) ? 'n/a' : `${n(v, 2)}x`);
   const rows: string[][] = [
     ['#', 'what', 'rate /s', 'p50 ms', 'p99 ms', 'errors', 'notes'],
     ['1', `floor: node:crypto ES256 verify, ${f.threads} threads`, n(f.verificationsPerSecond), '', '', n(f.failed), `${n(f.perThread)} /s per thread`],
@@ -775,12 +878,18 @@ function table(results: Results): string {
       `median of ${c.starts}: node ${n(c.bundled.bootMs, 1)} + import ${n(c.bundled.importMs, 1)} + admission ${n(c.bundled.firstAdmissionMs, 1)} ms; best ${n(c.bundled.bestSinceStartMs, 1)} ms; CPU ${n(c.bundled.cpuMs, 1)} ms`],
     ['7b', `cold start to 1st device admitted via Key Vault, unbundled`, '', n(c.unbundled.sinceStartMs, 1), '', '0',
       `median of ${c.starts}: node ${n(c.unbundled.bootMs, 1)} + import ${n(c.unbundled.importMs, 1)} + admission ${n(c.unbundled.firstAdmissionMs, 1)} ms; best ${n(c.unbundled.bestSinceStartMs, 1)} ms; CPU ${n(c.unbundled.cpuMs, 1)} ms`],
+    ['7c', `cold start as 7, bundled, telemetry on`, '', n(c.bundledTelemetry.sinceStartMs, 1), '', '0',
+      `median of ${c.starts}: import ${n(c.bundledTelemetry.importMs, 1)} + admission ${n(c.bundledTelemetry.firstAdmissionMs, 1)} ms; CPU ${n(c.bundledTelemetry.cpuMs, 1)} ms; ${x(c.bundledTelemetry.sinceStartMs / c.bundled.sinceStartMs)} of 7`],
+    ['7d', `cold start as 7b, unbundled, telemetry on`, '', n(c.unbundledTelemetry.sinceStartMs, 1), '', '0',
+      `median of ${c.starts}: import ${n(c.unbundledTelemetry.importMs, 1)} + admission ${n(c.unbundledTelemetry.firstAdmissionMs, 1)} ms; CPU ${n(c.unbundledTelemetry.cpuMs, 1)} ms`],
     ['8', 'deploy zip (npm run package: dist/app.zip)', '', '', '', '',
       `${n(z.zipBytes / 1024)} KiB, ${n(z.zipFiles)} files${z.unbundled === null ? '' : `; unbundled (dist/functions + production node_modules): ${n(z.unbundled.zipBytes / 1024 ** 2, 1)} MiB, ${n(z.unbundled.zipFiles)} files`}`],
     ['9', `CPU per decision: HTTP host at ${n(cpu.rate)} /s (4b)`, n(cpu.reference.requestsPerSecond), '', '', n(cpu.reference.errors + cpu.reference.non2xx),
       `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate; one jose verify ${us(cpu.rawVerifyUs)}`],
     ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
       `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
+    ['9c', `CPU per decision: HTTP host with telemetry on, ${n(cpu.rate)} /s`, n(cpu.telemetry.run.requestsPerSecond), n(cpu.telemetry.run.p50Ms, 2), n(cpu.telemetry.run.p99Ms, 2), n(cpu.telemetry.run.errors + cpu.telemetry.run.non2xx),
+      `webhook ${us(cpu.telemetry.usPerDecision)} (${x(cpu.telemetry.vsWithout)} of 9 without); ${n(cpu.telemetry.itemsAccepted)} items accepted by the ingestion stand-in`],
     ...fleetRows(results.fleet),
     ['11', `npm run demo, spawn to exit, ${results.demo.runs} run${results.demo.runs === 1 ? '' : 's'}`, '', '', '', results.demo.allPassed ? '0' : 'failed',
       `median ${n(results.demo.medianSeconds, 1)} s, worst ${n(results.demo.worstSeconds, 1)} s (${results.demo.seconds.map((v) => n(v, 1)).join(', ')})`],
@@ -789,10 +898,10 @@ function table(results: Results): string {
   const line = (row: string[]) => `| ${row.map((cell, c) => (c >= 2 && c <= 5 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
   const out = [line(rows[0]!), `|${widths.map((w2, c) => (c >= 2 && c <= 5 ? `${'-'.repeat(w2 + 1)}:` : `${'-'.repeat(w2 + 2)}`)).join('|')}|`, ...rows.slice(1).map(line)];
   const pct = (v: number | null) => (v === null ? 'n/a' : `${n(v * 100)}%`);
-  const x = (v: number | null) => (v === null ? 'n/a' : `${n(v, 2)}x`);
   out.push('');
   out.push(`ratios: 4/1 HTTP vs floor ${pct(r.httpVsFloor)} (target >= 50%) | 4/2 HTTP vs PyJWT ${x(r.httpVsPython)} (target >= 3x) | 3/1 handler vs floor ${pct(r.handlerVsFloor)}`);
   out.push(`        7/7b cold start bundled vs unbundled ${x(r.coldStartBundledVsUnbundled)} (target <= 0.5x; CPU time ${x(c.cpuRatio)}) | 9 CPU per decision vs reference ${x(cpu.webhookVsReference)} (target <= 1.25x), vs one jose verify ${x(cpu.webhookVsRawVerify)}`);
+  out.push(`        telemetry on: 7c/7d cold start bundled vs unbundled ${x(c.telemetryRatio)} (target <= 0.5x) | 9c CPU per decision vs reference ${x(cpu.telemetry.vsReference)} (target <= 1.25x)`);
   out.push(`machine: ${results.machine.cores} cores, ${results.machine.cpu}, ${results.machine.memoryGB} GB, node ${results.machine.node}, load average ${results.machine.loadAverage1m} at start${results.quick ? '  [--quick: smoke figures, not a measurement]' : ''}`);
   return out.join('\n');
 }
@@ -892,6 +1001,14 @@ async function main(): Promise<void> {
         demoSeconds: { target: `<= ${DEMO_TARGET_SECONDS} s, every run passing`, value: demoResult.worstSeconds, met: options.quick ? null : demoResult.allPassed && demoResult.worstSeconds <= DEMO_TARGET_SECONDS },
         coldStartBundledVsUnbundled: { target: '<= 0.5', value: coldStartResult.ratio, met: options.quick ? null : coldStartResult.ratio <= 0.5 },
         coldStartLoopbackOnly: { target: '= 0 connections off loopback', value: coldStartResult.blockedConnections, met: coldStartResult.blockedConnections === 0 },
+        coldStartBundledVsUnbundledWithTelemetry: { target: '<= 0.5', value: coldStartResult.telemetryRatio, met: options.quick ? null : coldStartResult.telemetryRatio <= 0.5 },
+        cpuPerDecisionWithTelemetryVsReference: {
+          target: '<= 1.25',
+          value: cpuResult.telemetry.vsReference,
+          met: cpuResult.telemetry.vsReference === null || options.quick ? null : cpuResult.telemetry.vsReference <= 1.25,
+        },
+        telemetryEgressKeptOnLoopback: { target: 'informational: the exporter settings polls the egress trap refused', value: cpuResult.telemetry.blockedEgress, met: null },
+        telemetryItemsAccepted: { target: '> 0', value: cpuResult.telemetry.itemsAccepted, met: cpuResult.telemetry.itemsAccepted > 0 },
         zipBytes: { target: '<= 1 MB (1,000,000 bytes)', value: packageResult.zipBytes, met: packageResult.zipBytes <= 1_000_000 },
         cpuPerDecisionVsReference: {
           target: '<= 1.25',

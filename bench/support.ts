@@ -5,6 +5,7 @@
  * app (`main`: the esbuild bundle dist/bundle/validatejwt.js, built from functions/ alone) never does.
  */
 export { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signToken, type TestDevice } from '../test/support/devices.js';
-export { createTestCa, startKeyVaultStandin, type KeyVaultStandin } from '../test/support/keyvault-standin.js';
+export { createTestCa, startKeyVaultStandin, type KeyVaultStandin, type TestCa } from '../test/support/keyvault-standin.js';
 export { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../test/support/managed-identity-standin.js';
 export { guardLoopback } from '../test/support/loopback-guard.js';
+export { startIngestionStandin, type IngestionStandin } from '../test/support/ingestion-standin.js';

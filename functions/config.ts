@@ -81,6 +81,32 @@ export type ReplayConfig =
       readonly maxLiveTokensPerDevice: number;
     };
 
+/**
+ * Where the decisions' traces and metrics go (functions/telemetry): nowhere unless APPLICATIONINSIGHTS_CONNECTION_STRING
+ * is set, so a local run stays silent and offline.
+ */
+export type TelemetryConfig =
+  | { readonly kind: 'off' }
+  | {
+      readonly kind: 'azure-monitor';
+      /** Handed to the exporter as is; never logged (it names the component's key and endpoints). */
+      readonly connectionString: string;
+      /** The connection string's IngestionEndpoint origin (or the exporter's default), for messages and tests. */
+      readonly ingestionOrigin: string;
+      /**
+       * Entra ID ingestion (APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD): tokens for
+       * https://monitor.azure.com//.default from the managed identity, the user-assigned one when clientId is set.
+       * Absent: the instrumentation key alone, refused by a component with local authentication off.
+       */
+      readonly entra?: { readonly clientId?: string };
+      /** cloud_RoleName of every item: the function app's name in Azure (WEBSITE_SITE_NAME). */
+      readonly roleName: string;
+      /** cloud_RoleInstance: the App Service instance (WEBSITE_INSTANCE_ID); absent = the host name. */
+      readonly roleInstance?: string;
+      /** How often the metrics are sent (the exporter's reader interval). */
+      readonly metricIntervalMs: number;
+    };
+
 export interface WebhookConfig {
   readonly token: TokenPolicy;
   readonly keySource: KeySourceConfig;
@@ -89,6 +115,7 @@ export interface WebhookConfig {
   /** IOT_HUB_HOSTNAME: preferred when DPS linked it. */
   readonly preferredHub?: string;
   readonly twinTemplate: TwinTemplate;
+  readonly telemetry: TelemetryConfig;
 }
 
 /** Settings of the local `npm start` host only; the Functions host has its own. */
@@ -430,6 +457,80 @@ function audience(env: Env): Pick<TokenPolicy, 'idScope' | 'requireAudience'> {
   return { ...(idScope !== undefined && { idScope }), requireAudience: check === 'on' };
 }
 
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// The exporter's default when the connection string names no IngestionEndpoint (its Declarations/Constants.ts).
+const DEFAULT_INGESTION_ORIGIN = 'https://dc.services.visualstudio.com';
+
+/**
+ * APPLICATIONINSIGHTS_CONNECTION_STRING, checked as the exporter reads it (its utils/connectionStringParser.ts:
+ * `Key=Value` pairs split on ";", keys case-insensitive) and as the ingestion service accepts it: an
+ * InstrumentationKey that is a GUID (the exporter throws on anything else), an https IngestionEndpoint (a bearer
+ * token is never sent in clear; @azure/core-rest-pipeline refuses to). APPLICATIONINSIGHTS_AUTHENTICATION_STRING:
+ * `Authorization=AAD`, optionally with `ClientId=<guid>` for a user-assigned identity, as the Functions host reads it
+ * (Learn: azure-monitor/app/azure-ad-authentication). Messages name the part, never the value.
+ */
+export function loadTelemetryConfig(env: Env): TelemetryConfig {
+  const raw = text(env, 'APPLICATIONINSIGHTS_CONNECTION_STRING');
+  const auth = text(env, 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING');
+  if (raw === undefined) {
+    if (auth !== undefined) throw new ConfigError('APPLICATIONINSIGHTS_AUTHENTICATION_STRING', 'is set but APPLICATIONINSIGHTS_CONNECTION_STRING is not; set both, or neither for no telemetry');
+    return { kind: 'off' };
+  }
+  const setting = 'APPLICATIONINSIGHTS_CONNECTION_STRING';
+  const parts = pairs(setting, raw);
+  const ikey = parts.get('instrumentationkey');
+  if (ikey === undefined || !GUID.test(ikey)) throw new ConfigError(setting, 'needs InstrumentationKey, a GUID (copy the connection string from the Application Insights component)');
+  let ingestionOrigin = DEFAULT_INGESTION_ORIGIN;
+  const endpoint = parts.get('ingestionendpoint');
+  if (endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(setting, 'IngestionEndpoint is not a URL');
+    }
+    if (url.protocol !== 'https:') throw new ConfigError(setting, 'IngestionEndpoint must be an https:// URL');
+    if (url.username !== '' || url.password !== '' || url.search !== '') throw new ConfigError(setting, 'IngestionEndpoint must carry no credentials or query');
+    ingestionOrigin = url.origin;
+  }
+  let entra: { clientId?: string } | undefined;
+  if (auth !== undefined) {
+    const authSetting = 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING';
+    const a = pairs(authSetting, auth);
+    if (a.get('authorization')?.toLowerCase() !== 'aad') throw new ConfigError(authSetting, 'must be Authorization=AAD, or ClientId=<client id>;Authorization=AAD for a user-assigned identity');
+    for (const key of a.keys()) {
+      if (key !== 'authorization' && key !== 'clientid') throw new ConfigError(authSetting, `has an unknown part "${key}"; only ClientId and Authorization`);
+    }
+    const clientId = a.get('clientid');
+    if (clientId !== undefined && !GUID.test(clientId)) throw new ConfigError(authSetting, 'ClientId must be the client id (a GUID) of the user-assigned identity');
+    entra = clientId !== undefined ? { clientId } : {};
+  }
+  return {
+    kind: 'azure-monitor',
+    connectionString: raw,
+    ingestionOrigin,
+    ...(entra !== undefined && { entra }),
+    roleName: text(env, 'WEBSITE_SITE_NAME') ?? 'dps-jwt-webhook',
+    ...(text(env, 'WEBSITE_INSTANCE_ID') !== undefined && { roleInstance: text(env, 'WEBSITE_INSTANCE_ID')! }),
+    metricIntervalMs: integer(env, 'TELEMETRY_METRIC_INTERVAL_SECONDS', 60, 1, 3600) * 1000,
+  };
+}
+
+/** `Key=Value;Key=Value`, keys lower-cased; a repeated key or a part without "=" is refused, naming the setting only. */
+function pairs(setting: string, raw: string): Map<string, string> {
+  const parts = new Map<string, string>();
+  for (const element of raw.split(';')) {
+    const trimmed = element.trim();
+    if (trimmed === '') continue;
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) throw new ConfigError(setting, 'is not Name=value pairs separated by ";"');
+    const key = trimmed.slice(0, eq).trim().toLowerCase();
+    if (parts.has(key)) throw new ConfigError(setting, `names ${trimmed.slice(0, eq).trim()} twice`);
+    parts.set(key, trimmed.slice(eq + 1).trim());
+  }
+  return parts;
+}
+
 export function loadConfig(env: Env): WebhookConfig {
   // Settings that need no I/O first, so a typo is named before the key folder is looked at.
   const allowed = algorithms(env);
@@ -466,6 +567,7 @@ export function loadConfig(env: Env): WebhookConfig {
     replay: replayConfig,
     ...(preferredHub !== undefined && { preferredHub }),
     twinTemplate: twinTemplate(env),
+    telemetry: loadTelemetryConfig(env),
   };
 }
 

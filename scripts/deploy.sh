@@ -30,6 +30,9 @@ Creates what is missing (each resource is looked up first; a second run changes 
                                          (default PREFIX without - plus "st")
   az monitor log-analytics workspace create, az monitor app-insights component create
                                          telemetry in the same group (default PREFIX-logs, PREFIX-ai)
+  az monitor app-insights workbook create
+                                         the operations workbook (scripts/monitoring/workbook.json) on the
+                                         component, when it changed (docs/operations.md)
   az functionapp create --flexconsumption-location LOC --runtime node --runtime-version 24|22
                         --instance-memory 2048 --deployment-storage-auth-type SystemAssignedIdentity
                         --app-insights PREFIX-ai --assign-identity [system]   (default PREFIX-fn)
@@ -352,6 +355,26 @@ if az_exists AI_ID -- az monitor app-insights component show --app "$AI" -g "$RG
 else
   call -- az monitor app-insights component create --app "$AI" -g "$RG" -l "$LOCATION" --workspace "$WORKSPACE_ID" -o none
   call --into AI_ID --placeholder '<app-insights-id>' -- az monitor app-insights component show --app "$AI" -g "$RG" --query id -o tsv
+fi
+
+# The operations workbook (docs/operations.md, Workbook), shared on the component. Its name must be a UUID: one derived
+# from the component's id, so each component has one and every run finds it again; written only when the file
+# changed (a tag holds the file's hash). `workbook create` is a PUT (application-insights extension,
+# aaz/latest/monitor/app_insights/workbook/_create.py), so a write replaces the workbook whole.
+WORKBOOK_FILE="$SCRIPT_DIR/monitoring/workbook.json"
+WORKBOOK_TAG=dpsJwtWebhookWorkbookSha256
+[[ -r $WORKBOOK_FILE ]] || fail "$WORKBOOK_FILE is missing"
+workbook_sha=$(sha256_hex "$(cat "$WORKBOOK_FILE")")
+workbook_hex=$(sha256_hex "${AI_ID,,}")
+WORKBOOK_NAME="${workbook_hex:0:8}-${workbook_hex:8:4}-5${workbook_hex:13:3}-a${workbook_hex:17:3}-${workbook_hex:20:12}"
+workbook_current=''
+if az_exists workbook_current -- az monitor app-insights workbook show -g "$RG" -n "$WORKBOOK_NAME" --query "tags.$WORKBOOK_TAG" -o tsv \
+  && [[ $workbook_current == "$workbook_sha" ]]; then
+  note "workbook: up to date"
+else
+  call -- az monitor app-insights workbook create -g "$RG" -n "$WORKBOOK_NAME" -l "$LOCATION" --kind shared --category workbook \
+    --display-name "DPS JWT webhook ($APP)" --source-id "$AI_ID" --serialized-data "@$WORKBOOK_FILE" \
+    --tags "$WORKBOOK_TAG=$workbook_sha" -o none
 fi
 
 APP_ID=''

@@ -1,13 +1,13 @@
 /**
  * `npm run package`: dist/app.zip, what `az functionapp deployment source config-zip --src dist/app.zip` uploads.
- * It holds the bundle (package.json `main`), its third-party notices, host.json and a package.json trimmed to what
+ * It holds the bundle (package.json `main`) and the chunks it loads on demand, its third-party notices, host.json and a package.json trimmed to what
  * the host reads (`main`, `type`, `engines`): no dependencies, so no node_modules and nothing for a remote build
  * to install. Run after `npm run build`.
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUNDLE, NOTICES, REPO } from './bundle.js';
+import { BUNDLE, bundleFiles, NOTICES, REPO } from './bundle.js';
 import { zip, type ZipEntry } from './zip.js';
 
 export const APP_ZIP = 'dist/app.zip';
@@ -41,7 +41,7 @@ export function packageApp(repo = REPO): { file: string; bytes: number; files: n
   const entries: ZipEntry[] = [
     { name: 'host.json', data: read('host.json') },
     { name: 'package.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
-    { name: BUNDLE, data: read(BUNDLE) },
+    ...bundleFiles(repo).map((name) => ({ name, data: read(name) })),
     { name: NOTICES, data: read(NOTICES) },
   ];
   const file = join(repo, APP_ZIP);

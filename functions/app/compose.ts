@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Env, type WebhookConfig } from '../config.js';
+import { ConfigError, loadConfig, loadTelemetryConfig, type Env, type TelemetryConfig, type WebhookConfig } from '../config.js';
 import { REASONS, WebhookError } from '../core/reasons.js';
 import { decide, type WebhookAnswer, type WebhookInput } from '../core/webhook.js';
 import { createKeyCache, type KeyCache } from '../keys/cache.js';
@@ -9,16 +9,26 @@ import { createDeviceKeys } from '../keys/resolve.js';
 import type { KeySource } from '../keys/types.js';
 import { createMemoryReplayStore } from '../replay/memory.js';
 import type { ReplayStore } from '../core/ports.js';
+import type { KeyStore } from '../keys/types.js';
+import { httpStatusOf, type KeyLookup, type Telemetry } from '../telemetry/record.js';
 import type { TokenCredential } from '@azure/identity';
+
+/** One request as an adapter hands it over: the decision's input, and the invocation's trace context when it has one. */
+export interface HandlerInput extends WebhookInput {
+  /** The W3C traceparent of the invocation (InvocationContext.traceContext), so the decision's trace joins it. */
+  readonly traceParent?: string;
+}
 
 /** What an adapter calls: one decision per request. */
 export interface WebhookHandler {
-  handle(input: WebhookInput): Promise<WebhookAnswer>;
+  handle(input: HandlerInput): Promise<WebhookAnswer>;
 }
 
 export interface Webhook extends WebhookHandler {
   readonly keyCache: KeyCache;
   readonly importedKeys: ImportedKeys;
+  /** Where decisions are reported; undefined when no connection string is set. */
+  readonly telemetry?: Telemetry;
   close(): Promise<void>;
 }
 
@@ -29,6 +39,8 @@ export interface WebhookOverrides {
   readonly keyStore?: KeySource;
   /** The Azure credential for Key Vault and the replay table; default: one DefaultAzureCredential per webhook. */
   readonly credential?: TokenCredential;
+  /** The credential for Entra ID ingestion; default: the managed identity the authentication string names. */
+  readonly telemetryCredential?: TokenCredential;
 }
 
 /**
@@ -87,26 +99,103 @@ async function replayStoreFor(config: WebhookConfig, credential: () => Promise<T
 export async function createWebhook(config: WebhookConfig, overrides: WebhookOverrides = {}): Promise<Webhook> {
   const now = overrides.now ?? Date.now;
   const credential = lazyCredential(overrides.credential);
-  const { store, names } = overrides.keyStore ?? (await naming(keySettingOf(config), () => keySourceFor(config, credential)));
+  const telemetry = await naming('APPLICATIONINSIGHTS_CONNECTION_STRING', () => telemetryFor(config.telemetry, overrides.telemetryCredential));
+  const source = overrides.keyStore ?? (await naming(keySettingOf(config), () => keySourceFor(config, credential)));
+  const store = telemetry === undefined ? source.store : measuredKeyStore(source.store, telemetry);
   const keyCache = createKeyCache(store, config.keyCache, now);
   const importedKeys = createImportedKeys(config.keyCache.maxImportedKeys);
-  const replay = await naming(replaySettingOf(config), () => replayStoreFor(config, credential));
+  const plainReplay = await naming(replaySettingOf(config), () => replayStoreFor(config, credential));
+  const replay = telemetry === undefined || plainReplay === undefined ? plainReplay : measuredReplayStore(plainReplay, telemetry);
   const deps = {
     policy: config.token,
     ...(config.preferredHub !== undefined && { preferredHub: config.preferredHub }),
     twinTemplate: config.twinTemplate,
-    keys: createDeviceKeys(keyCache, names),
+    keys: createDeviceKeys(keyCache, source.names),
     importKey: importedKeys.get,
     ...(replay !== undefined && { replay }),
     now,
   };
+  const close = async () => {
+    await replay?.close?.();
+    await telemetry?.shutdown();
+  };
+  if (telemetry === undefined) return { keyCache, importedKeys, handle: (input) => decide(input, deps), close };
   return {
     keyCache,
     importedKeys,
-    handle: (input) => decide(input, deps),
-    close: async () => {
-      await replay?.close?.();
+    telemetry,
+    // Per decision, a view of the cache that notes whether every name was served fresh from it: `get` counts a hit
+    // synchronously, before it returns, so the count read around the call is this decision's own.
+    handle: async (input) => {
+      let keyLookup: KeyLookup | undefined;
+      const noting = {
+        ...keyCache,
+        get(name: string) {
+          const hits = keyCache.stats.hits;
+          const found = keyCache.get(name);
+          keyLookup = keyCache.stats.hits > hits ? (keyLookup ?? 'cache') : 'store';
+          return found;
+        },
+      };
+      const answer = await decide(input, { ...deps, keys: createDeviceKeys(noting, source.names) });
+      telemetry.decision(answer.log, { ...(input.traceParent !== undefined && { traceParent: input.traceParent }), ...(keyLookup !== undefined && { keyLookup }) });
+      return answer;
     },
+    close,
+  };
+}
+
+/**
+ * The telemetry the settings ask for, loaded only then: without a connection string OpenTelemetry is never imported.
+ * Entra ingestion takes its tokens from the managed identity (the user-assigned one when ClientId is named).
+ */
+async function telemetryFor(config: TelemetryConfig, override: TokenCredential | undefined): Promise<Telemetry | undefined> {
+  if (config.kind === 'off') return undefined;
+  const { createAzureMonitorTelemetry } = await import('../telemetry/azure-monitor.js');
+  let credential = override;
+  if (credential === undefined && config.entra !== undefined) {
+    const { ManagedIdentityCredential } = await import('@azure/identity');
+    credential = config.entra.clientId !== undefined ? new ManagedIdentityCredential({ clientId: config.entra.clientId }) : new ManagedIdentityCredential();
+  }
+  return createAzureMonitorTelemetry(config, config.entra !== undefined ? credential : undefined);
+}
+
+/** Each read of the store (a Key Vault GET), timed and counted by outcome; what it answers is passed on unchanged. */
+function measuredKeyStore(store: KeyStore, telemetry: Telemetry): KeyStore {
+  return {
+    async read(name, signal) {
+      const started = performance.now();
+      try {
+        const found = await store.read(name, signal);
+        telemetry.keyStoreRead({ outcome: found === undefined ? 'missing' : 'found' }, performance.now() - started);
+        return found;
+      } catch (error) {
+        const took = performance.now() - started;
+        if (error instanceof WebhookError) {
+          const httpStatus = httpStatusOf(error.message);
+          telemetry.keyStoreRead({ outcome: error.code, ...(httpStatus !== undefined && { httpStatus }) }, took);
+        } else telemetry.keyStoreRead({ outcome: 'error' }, took);
+        throw error;
+      }
+    },
+  };
+}
+
+/** Each claim on the replay store, timed and counted: first, replayed, or the refusal code. */
+function measuredReplayStore(replay: ReplayStore, telemetry: Telemetry): ReplayStore {
+  return {
+    async claim(use) {
+      const started = performance.now();
+      try {
+        const first = await replay.claim(use);
+        telemetry.replayClaim(first ? 'first' : 'replayed', performance.now() - started);
+        return first;
+      } catch (error) {
+        telemetry.replayClaim(error instanceof WebhookError ? error.code : 'error', performance.now() - started);
+        throw error;
+      }
+    },
+    ...(replay.close !== undefined && { close: () => replay.close!() }),
   };
 }
 
@@ -140,16 +229,20 @@ async function naming<T>(setting: string, step: () => Promise<T>): Promise<T> {
 const MISCONFIGURED_RETRY_AFTER_SECONDS = '30';
 
 /** The answer to every request while a setting cannot work: 503 webhook_misconfigured, naming the setting in the log only. */
-function misconfigured(setting: string): WebhookHandler {
+function misconfigured(setting: string, telemetry?: Telemetry): WebhookHandler {
   const code = 'webhook_misconfigured' as const;
   const status = REASONS[code].status;
   return {
-    handle: async () => ({
-      status,
-      headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': MISCONFIGURED_RETRY_AFTER_SECONDS },
-      body: { code, message: REASONS[code].summary },
-      log: { outcome: 'retry', code, status, setting, durationMs: 0 },
-    }),
+    handle: async (input) => {
+      const answer: WebhookAnswer = {
+        status,
+        headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': MISCONFIGURED_RETRY_AFTER_SECONDS },
+        body: { code, message: REASONS[code].summary },
+        log: { outcome: 'retry', code, status, setting, durationMs: 0 },
+      };
+      telemetry?.decision(answer.log, input.traceParent !== undefined ? { traceParent: input.traceParent } : {});
+      return answer;
+    },
   };
 }
 
@@ -158,7 +251,8 @@ function misconfigured(setting: string): WebhookHandler {
  * start (a ConfigError, a setting that parses but cannot work, a key that cannot be imported) is reported once,
  * naming the setting, and every request is then answered 503 `webhook_misconfigured` until the app restarts with the
  * setting fixed: the worker stays up (an unhandled rejection would kill it) and DPS retries rather than failing
- * every device for good.
+ * every device for good. Those answers are still reported to Azure Monitor when the telemetry settings themselves
+ * work, so an alert on a burst of webhook_misconfigured can fire.
  */
 export async function startWebhook(env: Env, options: { report: (line: string) => void; overrides?: WebhookOverrides }): Promise<WebhookHandler> {
   try {
@@ -172,6 +266,12 @@ export async function startWebhook(env: Env, options: { report: (line: string) =
       setting: fault.setting,
       message: `${fault.message}; every request is answered 503 webhook_misconfigured until it is fixed`,
     }));
-    return misconfigured(fault.setting);
+    let telemetry: Telemetry | undefined;
+    try {
+      telemetry = await telemetryFor(loadTelemetryConfig(env), options.overrides?.telemetryCredential);
+    } catch {
+      // The telemetry settings are the fault (or cannot work): the report above names the setting.
+    }
+    return misconfigured(fault.setting, telemetry);
   }
 }

@@ -12,9 +12,12 @@ import { readBodyWithLimit } from './body.js';
  */
 export function toFunctionsHandler(webhook: WebhookHandler | Promise<WebhookHandler>) {
   return async function handle(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+    // The host's trace context, so the decision's trace is a child of the invocation's request in Application Insights.
+    const traceParent = context.traceContext?.traceParent ?? undefined;
     const answer = await (await webhook).handle({
       contentType: request.headers.get('content-type') ?? undefined,
       body: () => readBodyWithLimit(request.body, request.headers.get('content-length'), MAX_REQUEST_BYTES),
+      ...(traceParent !== undefined && { traceParent }),
     });
     let status = answer.status;
     let headers = answer.headers;

@@ -1,5 +1,6 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORAGE_KEY, assertNoSecrets, azLines, isWrite, leftovers, sandbox, type Sandbox } from './harness.js';
 
@@ -10,6 +11,14 @@ const STORAGE_ID = `${SUB}/Microsoft.Storage/storageAccounts/demo1st`;
 const AI_ID = `${SUB}/Microsoft.Insights/components/demo1-ai`;
 const APP_ID = `${SUB}/Microsoft.Web/sites/demo1-fn`;
 const USER = 'aaaaaaaa-0000-4000-8000-00000000a5e7';
+const WORKBOOK_FILE = resolve(import.meta.dirname, '..', '..', 'scripts', 'monitoring', 'workbook.json');
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+/** The workbook's name as deploy.sh derives it from the component's id: a UUID, the same on every run. */
+function workbookName(componentId: string): string {
+  const h = sha256(componentId.toLowerCase());
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+const WORKBOOK_SHA = sha256(readFileSync(WORKBOOK_FILE, 'utf8').replace(/\n+$/, ''));
 
 function project(box: Sandbox, name: string, source: string): string {
   const dir = join(box.dir, name);
@@ -56,6 +65,9 @@ describe('deploy.sh (Flex Consumption)', () => {
     ]) {
       expect(lines).toContain(line);
     }
+    expect(lines).toContain(
+      `az monitor app-insights workbook create -g demo1-rg -n ${workbookName('<app-insights-id>')} -l westeurope --kind shared --category workbook --display-name 'DPS JWT webhook (demo1-fn)' --source-id '<app-insights-id>' --serialized-data @${WORKBOOK_FILE} --tags dpsJwtWebhookWorkbookSha256=${WORKBOOK_SHA} -o none`,
+    );
     expect(r.stderr).toContain('Node.js 22: a dry run cannot ask');
     expect(r.stdout).not.toMatch(/FUNCTIONS_WORKER_RUNTIME|--consumption-plan-location|--os-type|resource tag|--assignee /);
   });
@@ -79,6 +91,7 @@ describe('deploy.sh (Flex Consumption)', () => {
       'monitor log-analytics workspace create -g demo1-rg -n demo1-logs -l westeurope -o none',
       'extension add --name application-insights --only-show-errors',
       `monitor app-insights component create --app demo1-ai -g demo1-rg -l westeurope --workspace ${SUB}/Microsoft.OperationalInsights/workspaces/demo1-logs -o none`,
+      `monitor app-insights workbook create -g demo1-rg -n ${workbookName(AI_ID)} -l westeurope --kind shared --category workbook --display-name DPS JWT webhook (demo1-fn) --source-id ${AI_ID} --serialized-data @${WORKBOOK_FILE} --tags dpsJwtWebhookWorkbookSha256=${WORKBOOK_SHA} -o none`,
       'functionapp create -g demo1-rg -n demo1-fn --storage-account demo1st --flexconsumption-location westeurope --runtime node --runtime-version 22 --instance-memory 2048 --deployment-storage-name demo1st --deployment-storage-auth-type SystemAssignedIdentity --app-insights demo1-ai --assign-identity [system] -o none',
       `role assignment create --assignee-object-id PRINCIPAL --role Key Vault Secrets User --scope ${VAULT_ID} --assignee-principal-type ServicePrincipal -o none`,
       `role assignment create --assignee-object-id PRINCIPAL --role Storage Blob Data Owner --scope ${STORAGE_ID} --assignee-principal-type ServicePrincipal -o none`,
@@ -117,6 +130,9 @@ describe('deploy.sh (Flex Consumption)', () => {
       JWT_MAX_LIFETIME_SECONDS: '600',
     });
     expect(app.tags.dpsJwtWebhookCodeSha256).toMatch(/^[0-9a-f]{64}$/);
+    // The operations workbook, on the component, holding the file's JSON.
+    expect(state.workbooks[workbookName(AI_ID)]).toMatchObject({ kind: 'shared', category: 'workbook', sourceId: AI_ID, tags: { dpsJwtWebhookWorkbookSha256: WORKBOOK_SHA } });
+    expect(JSON.parse(state.workbooks[workbookName(AI_ID)].serializedData)).toEqual(JSON.parse(readFileSync(WORKBOOK_FILE, 'utf8')));
     expect(r.stdout).toContain('export DPSJWT_RESOURCE_GROUP=demo1-rg DPSJWT_DPS=demo1-dps DPSJWT_VAULT=demo1-kv DPSJWT_APP=demo1-fn');
     assertNoSecrets(r, [STORAGE_KEY]);
     expect(leftovers(box)).toEqual([]);

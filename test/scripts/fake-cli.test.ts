@@ -52,6 +52,25 @@ describe('the strict az stand-in', () => {
     expect(parseCommandLine(['iot', 'dps', 'create', '-n', 'd', '-g', 'rg', '--enable-data-residency', 'true'])).toEqual({ ok: false, message: 'unrecognized arguments: --enable-data-residency true' });
   });
 
+  it('workbooks: need the application-insights extension, a UUID name, JSON content and kind shared; show answers the tags', () => {
+    const file = join(box.dir, 'wb.json');
+    writeFileSync(file, '{"version":"Notebook/1.0","items":[]}\n');
+    const name = '0f0e0d0c-0b0a-5908-a706-050403020100';
+    const create = (args: string[]) => box.az(['monitor', 'app-insights', 'workbook', 'create', '-g', 'rg', '-l', 'westeurope', '--category', 'workbook', '--display-name', 'W', ...args, '-o', 'none']);
+    expect(create(['-n', name, '--serialized-data', `@${file}`]).stderr).toContain("'app-insights' is misspelled or not recognized by the system.");
+    box.setState((s) => {
+      s.extensions = { ...(s.extensions ?? {}), 'application-insights': { name: 'application-insights', version: '1.2.3' } };
+    });
+    expect(create(['-n', 'not-a-uuid', '--serialized-data', `@${file}`]).stderr).toContain('must be a UUID');
+    expect(create(['-n', name, '--serialized-data', '{not json']).stderr).toContain('serializedData is not valid JSON');
+    expect(create(['-n', name, '--serialized-data', `@${file}`, '--kind', 'user']).status).toBe(2);
+    expect(box.state().workbooks?.[name]).toBeUndefined();
+    expect(create(['-n', name, '--serialized-data', `@${file}`, '--kind', 'shared', '--tags', 'h=1']).status).toBe(0);
+    const show = box.az(['monitor', 'app-insights', 'workbook', 'show', '-g', 'rg', '-n', name, '--query', 'tags.h', '-o', 'tsv']);
+    expect(show.stdout).toBe('1\n');
+    expect(box.az(['monitor', 'app-insights', 'workbook', 'show', '-g', 'rg', '-n', '0f0e0d0c-0b0a-5908-a706-0504030201ff']).status).toBe(3);
+  });
+
   it('refuses unknown groups and commands, and bad enum values', () => {
     const resource = box.az(['resource', 'tag', '--ids', 'x', '--tags', 'a=b']);
     expect(resource.status).toBe(2);

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { packageApp } from '../../tools/package.js';
 import { crc32 } from 'node:zlib';
 import { crc32Portable, zip } from '../../tools/zip.js';
-import { BUNDLE, NOTICES } from '../../tools/bundle.js';
+import { BUNDLE, bundleFiles, CHUNKS, NOTICES } from '../../tools/bundle.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'package-test-'));
@@ -54,12 +54,15 @@ describe('zip', () => {
 });
 
 describe('npm run package', () => {
-  test('dist/app.zip holds the bundle, its notices, host.json and a package.json naming the bundle, and no node_modules', () => {
+  test('dist/app.zip holds the bundle and its chunks, its notices, host.json and a package.json naming the bundle, and no node_modules', () => {
     const { file, files } = packageApp(REPO);
     const listing = pythonZip('-l', file);
     const names = listing.split('\n').slice(1).map((l) => l.split(/\s+\d{4}-\d\d-\d\d/)[0]!.trim()).filter((n) => n !== '');
-    expect(names.sort()).toEqual(['host.json', 'package.json', BUNDLE, NOTICES].sort());
-    expect(files).toBe(4);
+    const chunks = bundleFiles(REPO).slice(1);
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.every((c) => c.startsWith(`${CHUNKS}/`))).toBe(true);
+    expect(names.sort()).toEqual(['host.json', 'package.json', BUNDLE, ...chunks, NOTICES].sort());
+    expect(files).toBe(4 + chunks.length);
     const out = join(dir, 'app');
     pythonZip('-e', file, out);
     const manifest = JSON.parse(readFileSync(join(out, 'package.json'), 'utf8')) as Record<string, unknown>;
@@ -69,6 +72,10 @@ describe('npm run package', () => {
     expect(manifest.devDependencies).toBeUndefined();
     expect(readFileSync(join(out, 'host.json')).equals(readFileSync(join(REPO, 'host.json')))).toBe(true);
     expect(readFileSync(join(out, NOTICES), 'utf8')).toMatch(/^@azure\/functions \d/m);
+    // The telemetry exporter is in a chunk of its own, loaded only when a connection string is set: the bundle that
+    // every start reads does not hold it.
+    expect(readFileSync(join(out, BUNDLE), 'utf8')).not.toContain('AzureMonitorTraceExporter');
+    expect(chunks.some((c) => readFileSync(join(out, c), 'utf8').includes('AzureMonitorTraceExporter'))).toBe(true);
     // The repository's package.json names the same bundle, so `func start` runs what the zip ships.
     expect((JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { main: string }).main).toBe(BUNDLE);
   });
