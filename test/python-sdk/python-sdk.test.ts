@@ -11,7 +11,6 @@
  * a user of the SDK would. Binding 443 needs root, as the suite runs.
  */
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,7 +18,7 @@ import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
-import { mayBind443 } from '../support/ports.js';
+import { mayBind443, onOwnLoopbackAddresses } from '../support/ports.js';
 import { pythonEnvBin } from '../support/python.js';
 
 const SCRIPT = join(import.meta.dirname, 'device.py');
@@ -46,7 +45,6 @@ const outputs: string[] = [];
 
 /** `websockets=True` needs 443 on the two addresses: root, as the suite runs; elsewhere those cases are skipped. */
 const withWebSockets = mayBind443();
-const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
 
 beforeAll(async () => {
   python = join(pythonEnvBin('requirements-device'), 'python');
@@ -62,20 +60,12 @@ beforeAll(async () => {
     ],
     enrollmentGroups: [group('factory-line-7', groupKey, flow.webhookUrl())],
   };
-  // Another process may hold 8883 or 443 on an address; draw again then.
-  for (let attempt = 1; ; attempt++) {
-    dpsAddress = randomLoopback();
-    hubAddress = randomLoopback();
-    if (dpsAddress === hubAddress) continue;
-    const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
-    try {
-      const ws = withWebSockets ? { wsPort: 443, hubWsPort: 443 } : {};
-      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, hubListenHost: hubAddress, hubPort: 8883, ...ws, tls });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
-    }
-  }
+  // 8883 (and 443) on two loopback addresses of their own: the SDK cannot be given a port.
+  ({ dpsAddress, hubAddress } = await onOwnLoopbackAddresses(async (dps, hub) => {
+    const tls = await generateLocalTls(new Date(), [dps, hub]);
+    const ws = withWebSockets ? { wsPort: 443, hubWsPort: 443 } : {};
+    return flow.startDps(enrollments, { host: dps, mqttPort: 8883, hubListenHost: hub, hubPort: 8883, ...ws, tls });
+  }));
 }, 15 * 60_000);
 
 afterAll(async () => {

@@ -11,7 +11,6 @@
  * loopback address of their own (as test/python-sdk/python-sdk.test.ts does, which explains it).
  */
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -20,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { ensureBuilt, group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
+import { onOwnLoopbackAddresses } from '../support/ports.js';
 import { CLI, NODE_CLI, outputs, python, runProcess, runPy, runPyReplacingToken } from './run.js';
 
 const individualKey = randomKey();
@@ -41,7 +41,6 @@ let hanging: Server;
 /** Start to `assigned`, per sample, measured from spawn to the exit of `register`. */
 const times: { sample: string; ms: number }[] = [];
 
-const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
 
 beforeAll(async () => {
   await ensureBuilt(); // the Node sample's CLI, for the time comparison
@@ -67,19 +66,11 @@ beforeAll(async () => {
     ],
     enrollmentGroups: [group('factory-line-8', groupKey, flow.webhookUrl())],
   };
-  // Another process may hold 8883 on an address; draw again then.
-  for (let attempt = 1; ; attempt++) {
-    dpsAddress = randomLoopback();
-    hubAddress = randomLoopback();
-    if (dpsAddress === hubAddress) continue;
-    const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
-    try {
-      await flow.startDps(enrollments, { host: dpsAddress, mqttPort: 8883, hubListenHost: hubAddress, hubPort: 8883, tls });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
-    }
-  }
+  // 8883 on two loopback addresses of their own: the SDK cannot be given a port.
+  ({ dpsAddress, hubAddress } = await onOwnLoopbackAddresses(async (dps, hub) => {
+    const tls = await generateLocalTls(new Date(), [dps, hub]);
+    return flow.startDps(enrollments, { host: dps, mqttPort: 8883, hubListenHost: hub, hubPort: 8883, tls });
+  }));
 }, 15 * 60_000);
 
 afterAll(async () => {

@@ -7,10 +7,10 @@
  * skipped, visibly, with the reason; they were run against the local DPS with WebSockets: both assigned, desired
  * properties read, telemetry recorded.
  */
-import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateLocalTls } from '../../dps-emulator/tls.js';
 import { group, HUBS, ID_SCOPE, individual, makeDevices, randomKey, startFlow, type Device, type Flow } from '../e2e/fixture.js';
+import { onOwnLoopbackAddresses } from '../support/ports.js';
 import { runPy } from './run.js';
 
 const individualKey = randomKey();
@@ -23,7 +23,6 @@ let dpsAddress: string;
 let hubAddress: string;
 /** Why the cases cannot run here, if they cannot. */
 let unavailable: string | undefined;
-const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
 
 beforeAll(async () => {
   flow = await startFlow();
@@ -34,23 +33,16 @@ beforeAll(async () => {
   };
   // Not an object literal: these options exist only where the local DPS serves WebSockets (see the header).
   const webSockets: Record<string, number> = { wsPort: 443, hubWsPort: 443 };
-  // Another process may hold 443 on an address; draw again then.
-  for (let attempt = 1; ; attempt++) {
-    dpsAddress = randomLoopback();
-    hubAddress = randomLoopback();
-    if (dpsAddress === hubAddress) continue;
-    const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
-    try {
-      await flow.startDps(enrollments, { host: dpsAddress, hubListenHost: hubAddress, ...webSockets, tls });
-      break;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES') {
-        unavailable = 'this process may not bind port 443';
-        return;
-      }
-      if (code !== 'EADDRINUSE' || attempt >= 5) throw err;
-    }
+  // 443 on two loopback addresses of their own: the SDK's WebSocket transport cannot be given a port.
+  try {
+    ({ dpsAddress, hubAddress } = await onOwnLoopbackAddresses(async (dps, hub) => {
+      const tls = await generateLocalTls(new Date(), [dps, hub]);
+      return flow.startDps(enrollments, { host: dps, hubListenHost: hub, ...webSockets, tls });
+    }));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+    unavailable = 'this process may not bind port 443';
+    return;
   }
   const dps = flow.dps as unknown as { websocket?: unknown; hub: { websocket?: unknown } };
   if (dps.websocket === undefined || dps.hub.websocket === undefined) unavailable = 'the local DPS here does not serve MQTT over WebSockets';

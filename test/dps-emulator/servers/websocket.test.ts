@@ -7,7 +7,6 @@
  *
  * Then what the real front end refuses (HTTP 400, servers/websocket.ts cites the sources), with a raw `ws` client.
  */
-import { randomInt } from 'node:crypto';
 import { request } from 'node:https';
 import provisioningDevice from 'azure-iot-provisioning-device';
 import provisioningMqtt from 'azure-iot-provisioning-device-mqtt';
@@ -23,7 +22,7 @@ import { startLocalDps, type LocalDps } from '../../../dps-emulator/index.js';
 import { deriveDeviceKey } from '../../../dps-emulator/protocol/sas.js';
 import { generateLocalTls } from '../../../dps-emulator/tls.js';
 import { guardDns, guardLoopback } from '../../support/loopback-guard.js';
-import { mayBind443 } from '../../support/ports.js';
+import { mayBind443, onOwnLoopbackAddresses, randomLoopback } from '../../support/ports.js';
 
 const KEY = Buffer.alloc(32, 5).toString('base64');
 const GROUP_KEY = Buffer.alloc(64, 8).toString('base64');
@@ -35,7 +34,6 @@ let dps: LocalDps;
 const lines: string[] = [];
 const sockets = guardLoopback();
 const names = guardDns();
-const randomLoopback = (): string => `127.${randomInt(100, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
 
 beforeAll(async () => {
   if (!canBind443) return;
@@ -47,19 +45,11 @@ beforeAll(async () => {
       { enrollmentGroupId: 'ws-line', attestation: { type: 'symmetricKey' as const, symmetricKey: { primaryKey: GROUP_KEY } }, allocationPolicy: 'static' as const, iotHubs: [HUB], initialTwin: TWIN },
     ],
   };
-  // Another process may hold 443 on an address; draw again then.
-  for (let attempt = 1; ; attempt++) {
-    const dpsAddress = randomLoopback();
-    const hubAddress = randomLoopback();
-    if (dpsAddress === hubAddress) continue;
+  // 443 on two loopback addresses of their own: MqttWs cannot be given a port.
+  ({ started: dps } = await onOwnLoopbackAddresses(async (dpsAddress, hubAddress) => {
     const tls = await generateLocalTls(new Date(), [dpsAddress, hubAddress]);
-    try {
-      dps = await startLocalDps({ enrollments, host: dpsAddress, wsPort: 443, hubListenHost: hubAddress, hubWsPort: 443, tls, retryAfterSeconds: 1, log: (l) => lines.push(l) });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
-    }
-  }
+    return startLocalDps({ enrollments, host: dpsAddress, wsPort: 443, hubListenHost: hubAddress, hubWsPort: 443, tls, retryAfterSeconds: 1, log: (l) => lines.push(l) });
+  }));
 });
 
 afterAll(async () => {
