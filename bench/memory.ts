@@ -22,7 +22,9 @@ import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { parseKeyMaterial } from '../functions/keys/parse.js';
 import { NO_TAGS, type KeyLookup, type KeyStore } from '../functions/keys/types.js';
-import { allocationRequest, signToken } from './support.js';
+// devices.js alone, not ./support.js: that also loads the Key Vault stand-in and its certificate library, which a
+// webhook never holds; the process measured should hold the webhook and its cache, and little else.
+import { allocationRequest, signToken } from '../test/support/devices.js';
 
 const [mode, countOrFile, fileArg] = process.argv.slice(2);
 const SAMPLE = 1000;

@@ -16,7 +16,8 @@
  *
  * Prints one table and writes the figures as JSON (bench/results/latest.json, or --out FILE).
  * Flags: --quick (the CI smoke: tiny durations and counts), --out FILE, --connections N (HTTP),
- * --max-reads N (storm: KEY_STORE_MAX_CONCURRENT_READS), --vault-latency-ms N (storm: the stand-in's answer time).
+ * --max-reads N (storm: KEY_STORE_MAX_CONCURRENT_READS), --vault-latency-ms N (storm: the stand-in's answer time),
+ * --only cpu|memory (sections 4 + 9, or 6, alone; figures to bench/results/only.json unless --out).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -62,6 +63,8 @@ interface Options {
   vaultLatencyMs: number;
   stormDevices?: number;
   stormBurst?: number;
+  /** Only one section (and what it needs): `cpu` is sections 4 and 9, `memory` section 6. */
+  only?: 'cpu' | 'memory';
 }
 
 function parseArgs(argv: readonly string[]): Options {
@@ -84,8 +87,14 @@ function parseArgs(argv: readonly string[]): Options {
     else if (arg === '--vault-latency-ms') options.vaultLatencyMs = whole(value());
     else if (arg === '--storm-devices') options.stormDevices = whole(value());
     else if (arg === '--storm-burst') options.stormBurst = whole(value());
-    else throw new TypeError(`unknown argument ${arg} (use --quick, --out FILE, --connections N, --max-reads N, --vault-latency-ms N, --storm-devices N, --storm-burst N)`);
+    else if (arg === '--only') {
+      const v = value();
+      if (v !== 'cpu' && v !== 'memory') throw new TypeError(`--only must be cpu or memory`);
+      options.only = v;
+    } else throw new TypeError(`unknown argument ${arg} (use --quick, --out FILE, --connections N, --max-reads N, --vault-latency-ms N, --storm-devices N, --storm-burst N, --only cpu|memory)`);
   }
+  // A partial run never overwrites the full run's figures unless told where to write.
+  if (options.only !== undefined && !argv.includes('--out')) options.out = join(repoRoot, 'bench', 'results', 'only.json');
   return options;
 }
 
@@ -812,6 +821,30 @@ interface Results {
   targets: Record<string, { target: string; value: number | null; met: boolean | null }>;
 }
 
+/** `--only cpu|memory`: one comparison, quickly, for working on it; the full run stays the figure of record. */
+async function onlySection(only: 'cpu' | 'memory', keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, startedAt: string): Promise<void> {
+  const n = (v: number | null, d = 0) => (v === null ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+  let figures: Record<string, unknown>;
+  let summary: string;
+  if (only === 'memory') {
+    progress(`memory: ${plan.memoryKeys} cached keys`);
+    const m = await memory(workDir);
+    figures = { memory: m };
+    summary = `memory, ${n(m.keys)} cached keys: RSS ${n(m.rssMB, 1)} MB (heap ${n(m.heapUsedMB, 1)} MB; empty ${n(m.baselineRssMB, 1)} MB; ${n(m.bytesPerKey)} B/key; sample ${m.sampleAdmitted}/${m.sampleSize} admitted, ${m.extraReadsWhenAdmitting} extra reads)`;
+  } else {
+    progress(`HTTP: warm-up, then ${plan.httpSeconds} s at peak and twice ${plan.httpSeconds} s at half the peak`);
+    const w = await http(keyDir, bodies, workDir);
+    progress('CPU per decision: the reference server under the same load, then raw jose verifications');
+    const cpu = await cpuPerDecision(keyDir, bodies, devices, workDir, w);
+    figures = { http: w, cpu };
+    summary = `CPU per decision at ${n(cpu.rate)} /s: webhook ${n(cpu.webhookUsPerDecision)} µs, reference ${n(cpu.referenceUsPerDecision)} µs: ${n(cpu.webhookVsReference, 2)}x` +
+      ` (at own peaks ${n(cpu.webhookPeakUsPerDecision)} vs ${n(cpu.referencePeakUsPerDecision)} µs); one jose verify ${n(cpu.rawVerifyUs)} µs; peak ${n(w.peak.requestsPerSecond)} /s`;
+  }
+  mkdirSync(dirname(options.out), { recursive: true });
+  writeFileSync(options.out, `${JSON.stringify({ version: 1, quick: options.quick, only, startedAt, machine: machine(), ...figures }, null, 2)}\n`);
+  process.stdout.write(`${summary}\nmachine: load average ${machine().loadAverage1m} at the end\nresults: ${options.out}\n`);
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const workDir = mkdtempSync(join(tmpdir(), 'dps-bench-'));
@@ -822,6 +855,7 @@ async function main(): Promise<void> {
     const devices = await Promise.all(Array.from({ length: plan.devices }, (_, i) => makeDevice(`bench-device-${i}`)));
     keyDir = await keysDir(devices);
     const bodies = await Promise.all(devices.map(async (d) => JSON.stringify(allocationRequest({ registrationId: d.id, token: await tokenFor(d) }))));
+    if (options.only !== undefined) return await onlySection(options.only, keyDir, bodies, devices, workDir, startedAt);
 
     progress(`1/9 floor: ${plan.floorSeconds} s on ${availableParallelism()} threads`);
     const floorResult = await floor();
