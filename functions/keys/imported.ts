@@ -1,6 +1,7 @@
 import { importJWK, type CryptoKey } from 'jose';
 import { WebhookError } from '../core/reasons.js';
 import { LruMap } from './lru.js';
+import { P256Key } from './p256.js';
 import type { VerificationKey } from './types.js';
 
 /**
@@ -24,7 +25,7 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
       if (hit !== undefined) return hit;
       const unusable = () => new WebhookError('device_key_unusable', 'a stored key could not be imported');
       // Every caller, the first and any that find it still importing, gets the same coded refusal on failure.
-      const importing: Promise<CryptoKey> = importJWK(key.jwk, key.alg).then(
+      const importing: Promise<CryptoKey> = importVerifyKey(key).then(
         (k) => {
           if (k instanceof Uint8Array) throw unusable();
           if (imported.peek(key) === importing) imported.set(key, k);
@@ -41,4 +42,12 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
       return importing;
     },
   };
+}
+
+const P256_IMPORT = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+
+/** A P-256 key goes in as its raw point (no JWK built for it); any other through jose's importJWK. */
+function importVerifyKey(key: VerificationKey): Promise<CryptoKey | Uint8Array> {
+  if (key instanceof P256Key) return crypto.subtle.importKey('raw', key.raw(), P256_IMPORT, false, ['verify']);
+  return importJWK(key.jwk, key.alg);
 }
