@@ -42,7 +42,8 @@ const isStoreFault = (error: unknown) =>
 export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () => number = Date.now): KeyCache {
   const entries = new LinkedLru<string, Entry>(config.maxEntries);
   const epoch = now();
-  const clock = () => now() - epoch;
+  // Math.floor hands back a small integer as such; a bare difference of two times is a heap number in V8's interpreter.
+  const clock = () => Math.floor(now() - epoch);
   const pending = new Map<string, Promise<StoredKeySet | undefined>>();
   const limiter = createLimiter(config.maxConcurrentReads, MAX_QUEUED_READS);
   const rate = createRateLimiter(config.maxReadsPerSecond);
