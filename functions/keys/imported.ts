@@ -5,10 +5,12 @@ import { P256Key } from './p256.js';
 import type { VerificationKey } from './types.js';
 
 /**
- * Imported keys, for the devices seen most recently. An imported P-256 key holds about 8 KB of OpenSSL memory, so a
- * fleet-sized key cache keeps JWKs and only the last `maxEntries` keys stay imported: a storm's retries and a
+ * Imported keys, for the devices seen most recently. An imported P-256 key holds about 5 KB of resident memory
+ * (OpenSSL's key and Node's wrappers; measured over 5,000 raw imports), so a fleet-sized key cache keeps public keys
+ * (a P-256 key as its 64-byte point, p256.ts) and only the last `maxEntries` stay imported: a storm's retries and a
  * device's repeated registrations verify without importing again, and 100,000 cached devices fit in a consumption
- * plan's memory. A miss costs one import (about 150 µs of CPU), never a key store read.
+ * plan's memory. A miss costs one import (about 30 µs of CPU for a P-256 point, 50 µs through a JWK), never a key
+ * store read.
  */
 export interface ImportedKeys {
   /** The imported key: synchronously once imported, so the hot path awaits no promise. */
