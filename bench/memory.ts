@@ -3,30 +3,35 @@
  * process whose key cache holds N distinct devices' imported keys.
  *
  *   node dist/bench/memory.js keygen <keys> <file>   makes N P-256 key pairs; writes one line per device: the public
- *                                                    key (SPKI DER, base64) and, for a sample, the private key
+ *                                                    key (SPKI DER, base64) and, for a sample, a token it signed
  *   node --expose-gc dist/bench/memory.js measure <file>
  *
- * The keys are made in another process because production never makes keys: freed private keys would leave the
- * measuring process's allocator fragmented and its RSS higher than a webhook's. The measuring process streams the
+ * The keys are made, and the sample's tokens signed, in another process because production never makes keys or signs:
+ * freed private keys would leave the measuring process's allocator fragmented and its RSS higher than a webhook's. The measuring process streams the
  * file into the webhook's own cache (`createWebhook(config, { keyStore })`, an in-memory KeyStore whose values go
  * through the production parser, as the folder or Key Vault store's do), through `webhook.keyCache`; then admits the
  * sample devices through `webhook.handle`, to show the entries are the ones the handler uses (no new store reads).
  */
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
 import { createReadStream, createWriteStream, mkdtempSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { join } from 'node:path';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
 import { parseKeyMaterial } from '../functions/keys/parse.js';
 import { NO_TAGS, type KeyLookup, type KeyStore } from '../functions/keys/types.js';
-import { allocationRequest, signToken } from './support.js';
+// devices.js alone, not ./support.js: that also loads the Key Vault stand-in and its certificate library, which a
+// webhook never holds; the process measured should hold the webhook and its cache, and little else.
+import { allocationRequest } from '../test/support/devices.js';
 
 const [mode, countOrFile, fileArg] = process.argv.slice(2);
 const SAMPLE = 1000;
 const idOf = (i: number) => `mem-device-${i}`;
+const nowSeconds = Math.floor(Date.now() / 1000);
 
 if (mode === 'keygen') {
   const keyCount = Number(countOrFile);
@@ -35,8 +40,8 @@ if (mode === 'keygen') {
   for (let i = 0; i < keyCount; i++) {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
-    const pkcs8 = i % sampleEvery === 0 ? privateKey.export({ type: 'pkcs8', format: 'der' }).toString('base64') : '';
-    if (!out.write(`${spki} ${pkcs8}\n`)) await once(out, 'drain');
+    const token = i % sampleEvery === 0 ? await new SignJWT({ sub: idOf(i), registration_id: idOf(i), iat: nowSeconds, exp: nowSeconds + 600 }).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).sign(privateKey) : '';
+    if (!out.write(`${spki} ${token}\n`)) await once(out, 'drain');
   }
   out.end();
   await once(out, 'finish');
@@ -71,7 +76,7 @@ const store: KeyStore = {
     return { keys: await parseKeyMaterial(pem, ['ES256'], `${id}.pem`), enabled: true, tags: NO_TAGS, origin: `${id}.pem` };
   },
 };
-const signers = new Map<string, KeyObject>();
+const sampleTokens = new Map<string, string>();
 
 const webhook = await createWebhook(loadConfig({ DEVICE_KEYS_DIR: mkdtempSync(join(tmpdir(), 'bench-memory-')), DPS_ID_SCOPE_CHECK: 'off', KEY_CACHE_MAX_ENTRIES: '10000000' }), {
   keyStore: { store, names },
@@ -84,10 +89,10 @@ let keyCount = 0;
 let batch: Promise<unknown>[] = [];
 for await (const line of createInterface({ input: createReadStream(countOrFile), crlfDelay: Infinity })) {
   if (line === '') continue;
-  const [spki, pkcs8] = line.split(' ');
+  const [spki, token] = line.split(' ');
   const id = idOf(keyCount++);
   stored.set(id, `-----BEGIN PUBLIC KEY-----\n${spki!.match(/.{1,64}/g)!.join('\n')}\n-----END PUBLIC KEY-----\n`);
-  if (pkcs8) signers.set(id, createPrivateKey({ key: Buffer.from(pkcs8, 'base64'), format: 'der', type: 'pkcs8' }));
+  if (token) sampleTokens.set(id, token);
   batch.push(webhook.keyCache.get(names({ registrationId: id })[0]!));
   if (batch.length === 256) {
     await Promise.all(batch);
@@ -98,17 +103,13 @@ await Promise.all(batch);
 
 // The handler uses these very entries: admitting the sample must not read the store again.
 const readsAfterFill = webhook.keyCache.stats.reads;
-const nowSeconds = Math.floor(Date.now() / 1000);
 let admitted = 0;
-for (const [id, privateKey] of signers) {
-  const { subtle } = globalThis.crypto;
-  const signingKey = await subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
-  const token = await signToken(signingKey, { sub: id, registration_id: id, iat: nowSeconds, exp: nowSeconds + 300 });
+for (const [id, token] of sampleTokens) {
   const answer = await webhook.handle({ body: JSON.stringify(allocationRequest({ registrationId: id, token })), contentType: 'application/json' });
   if (answer.status === 200) admitted += 1;
 }
-const sampled = signers.size;
-signers.clear();
+const sampled = sampleTokens.size;
+sampleTokens.clear();
 await settle();
 const after = snapshot();
 
@@ -126,5 +127,9 @@ process.stdout.write(
     heapUsedMB: after.heapUsedMB,
     externalMB: after.externalMB,
     bytesPerKey: ((after.rssMB - before.rssMB) * MB) / keyCount,
+    // What the cache itself retains (V8 heap after GC), apart from what the process keeps committed around it: the
+    // young generation the fill grew (V8 keeps it), pooled pages, the allocator's free lists.
+    heapBytesPerKey: ((after.heapUsedMB - before.heapUsedMB) * MB) / keyCount,
+    newSpaceMB: (getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0) / MB,
   })}\n`,
 );

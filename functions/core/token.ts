@@ -95,6 +95,14 @@ function mapJoseError(error: unknown): WebhookError {
   return new WebhookError('device_key_unusable', 'the stored key cannot verify this algorithm', { cause: error });
 }
 
+const REQUIRED_CLAIMS: string[] = ['exp', 'iat'];
+const ALGORITHM_LISTS = new Map<string, string[]>();
+const onlyAlgorithm = (alg: string): string[] => {
+  let list = ALGORITHM_LISTS.get(alg);
+  if (list === undefined) ALGORITHM_LISTS.set(alg, (list = [alg]));
+  return list;
+};
+
 /**
  * Verifies signature and claims with jose, then the rules jose does not know: iat not in the future, a lifetime
  * cap, and the binding of the token to this registration and to this DPS id scope.
@@ -121,11 +129,13 @@ export async function verifyToken(
   let used: VerificationKey | undefined;
   for (const candidate of candidates) {
     try {
-      ({ payload: claims } = await jwtVerify(token, await importKey(candidate), {
-        algorithms: [candidate.alg],
+      // An imported key comes back as it is (no promise to await); the option lists are shared, jose only reads them.
+      const imported = importKey(candidate);
+      ({ payload: claims } = await jwtVerify(token, imported instanceof Promise ? await imported : imported, {
+        algorithms: onlyAlgorithm(candidate.alg),
         clockTolerance: policy.clockSkewSeconds,
         currentDate: new Date(nowMs),
-        requiredClaims: ['exp', 'iat'],
+        requiredClaims: REQUIRED_CLAIMS,
       }));
       used = candidate;
       break;

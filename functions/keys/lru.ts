@@ -1,8 +1,8 @@
-interface Node<K, V> {
+/** What a node of a LinkedLru carries: its key and its place in the recency list. */
+export interface LruNode<K> {
   readonly key: K;
-  value: V;
-  newer: Node<K, V> | undefined;
-  older: Node<K, V> | undefined;
+  newer: this | undefined;
+  older: this | undefined;
 }
 
 /**
@@ -10,11 +10,14 @@ interface Node<K, V> {
  * list for recency, so every operation is O(1). Evicting by iterating a Map from its front (`keys().next()`) is not:
  * V8 leaves a deleted entry in place until the table is rebuilt, and each eviction walks past every entry deleted
  * since, so with 200,000 entries one insert cost 90-290 µs. Nothing here ever iterates the Map.
+ *
+ * The caller's own objects are the list's nodes (intrusive), so an entry of a fleet-sized cache is one object, not
+ * a node pointing at an entry: the key cache's entries (cache.ts) hold their times and links in one.
  */
-export class LruMap<K, V> {
-  private readonly nodes = new Map<K, Node<K, V>>();
-  private newest: Node<K, V> | undefined;
-  private oldest: Node<K, V> | undefined;
+export class LinkedLru<K, N extends LruNode<K>> {
+  private readonly nodes = new Map<K, N>();
+  private newest: N | undefined;
+  private oldest: N | undefined;
 
   constructor(readonly maxEntries: number) {
     if (!(maxEntries >= 1)) throw new RangeError('maxEntries must be at least 1');
@@ -24,32 +27,30 @@ export class LruMap<K, V> {
     return this.nodes.size;
   }
 
-  /** The value, marked most recently used. */
-  get(key: K): V | undefined {
+  /** The node, marked most recently used. */
+  get(key: K): N | undefined {
     const node = this.nodes.get(key);
-    if (node === undefined) return undefined;
-    this.toNewest(node);
-    return node.value;
+    if (node !== undefined) this.toNewest(node);
+    return node;
   }
 
-  /** The value, recency unchanged. */
-  peek(key: K): V | undefined {
-    return this.nodes.get(key)?.value;
+  /** The node, recency unchanged. */
+  peek(key: K): N | undefined {
+    return this.nodes.get(key);
   }
 
-  /** Stores the value as most recently used, then drops the least recently used beyond `maxEntries`. */
-  set(key: K, value: V): void {
-    const existing = this.nodes.get(key);
-    if (existing !== undefined) {
-      existing.value = value;
-      this.toNewest(existing);
-      return;
-    }
-    const node: Node<K, V> = { key, value, newer: undefined, older: this.newest };
+  /**
+   * Stores `node` (unlinked: newer and older undefined) as most recently used, in place of any node of its key, then
+   * drops the least recently used beyond `maxEntries`.
+   */
+  insert(node: N): void {
+    const existing = this.nodes.get(node.key);
+    if (existing !== undefined) this.unlink(existing);
+    node.older = this.newest;
     if (this.newest !== undefined) this.newest.newer = node;
     this.newest = node;
     this.oldest ??= node;
-    this.nodes.set(key, node);
+    this.nodes.set(node.key, node);
     while (this.nodes.size > this.maxEntries && this.oldest !== undefined) this.delete(this.oldest.key);
   }
 
@@ -61,7 +62,7 @@ export class LruMap<K, V> {
     return true;
   }
 
-  private unlink(node: Node<K, V>): void {
+  private unlink(node: N): void {
     if (node.newer !== undefined) node.newer.older = node.older;
     else this.newest = node.older;
     if (node.older !== undefined) node.older.newer = node.newer;
@@ -70,12 +71,53 @@ export class LruMap<K, V> {
     node.older = undefined;
   }
 
-  private toNewest(node: Node<K, V>): void {
+  private toNewest(node: N): void {
     if (this.newest === node) return;
     this.unlink(node);
     node.older = this.newest;
     if (this.newest !== undefined) this.newest.newer = node;
     this.newest = node;
     this.oldest ??= node;
+  }
+}
+
+interface ValueNode<K, V> {
+  readonly key: K;
+  value: V;
+  newer: ValueNode<K, V> | undefined;
+  older: ValueNode<K, V> | undefined;
+}
+
+/** A LinkedLru of plain values: get/peek/set/delete by key. */
+export class LruMap<K, V> {
+  private readonly list: LinkedLru<K, ValueNode<K, V>>;
+
+  constructor(readonly maxEntries: number) {
+    this.list = new LinkedLru(maxEntries);
+  }
+
+  get size(): number {
+    return this.list.size;
+  }
+
+  /** The value, marked most recently used. */
+  get(key: K): V | undefined {
+    return this.list.get(key)?.value;
+  }
+
+  /** The value, recency unchanged. */
+  peek(key: K): V | undefined {
+    return this.list.peek(key)?.value;
+  }
+
+  /** Stores the value as most recently used, then drops the least recently used beyond `maxEntries`. */
+  set(key: K, value: V): void {
+    const existing = this.list.get(key);
+    if (existing !== undefined) existing.value = value;
+    else this.list.insert({ key, value, newer: undefined, older: undefined });
+  }
+
+  delete(key: K): boolean {
+    return this.list.delete(key);
   }
 }

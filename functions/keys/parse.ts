@@ -1,5 +1,6 @@
 import { exportJWK, importJWK, importSPKI, type CryptoKey, type JWK } from 'jose';
 import { WebhookError } from '../core/reasons.js';
+import { p256FromPem } from './p256.js';
 import type { VerificationKey } from './types.js';
 
 /**
@@ -20,7 +21,8 @@ export async function parseKeyMaterial(
   if (keys.length === 0) {
     throw new WebhookError('device_key_unusable', `${origin} holds no public key for ${algorithms.join(', ')}`);
   }
-  return keys;
+  // A copy of exact length: an array grown by push() keeps room for 17 elements (about 150 bytes), cached per device.
+  return keys.slice();
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]*?-----END \1-----/g;
@@ -30,6 +32,12 @@ async function fromPem(text: string, algorithms: readonly string[], origin: stri
   for (const [block, label] of text.matchAll(PEM_BLOCK)) {
     if (label !== 'PUBLIC KEY') {
       throw new WebhookError('device_key_unusable', `${origin} holds a "${label}" PEM block; only PUBLIC KEY (SPKI) is accepted`);
+    }
+    // The common case without OpenSSL (p256.ts); only ES256 can use a P-256 key, so jose would import nothing else.
+    const p256 = p256FromPem(block);
+    if (p256 !== undefined) {
+      if (algorithms.includes(p256.alg)) keys.push(p256);
+      continue;
     }
     let jwk: JWK | undefined;
     for (const alg of algorithms) {

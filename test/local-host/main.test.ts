@@ -89,3 +89,30 @@ test('a fault no handler caught stops npm start with its class name only, never 
   expect(run.output()).not.toContain('secret-in-message');
   expect(run.output()).not.toContain('fk-should-not-print');
 });
+
+test('npm start: a decision line reaches stdout while the host keeps running, not only when it stops', async () => {
+  const { dir, device } = await keyFolder('sensor-live');
+  const run = start(dir, { PORT: '0', DEVICE_KEYS_DIR: 'keys', DPS_ID_SCOPE: ID_SCOPE });
+  try {
+    const url = await run.ready;
+    const token = await deviceToken(device, Math.floor(Date.now() / 1000));
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(allocationRequest({ registrationId: 'sensor-live', token })) });
+    expect(response.status).toBe(200);
+    // Lines are gathered for a few milliseconds per write (server.ts): the line must come while the host runs.
+    const line = await new Promise<string>((resolve) => {
+      const look = () => {
+        const found = run.output().split('\n').find((l) => l.startsWith('{') && l.includes('"sensor-live"'));
+        if (found !== undefined) {
+          run.child.stdout.off('data', look);
+          resolve(found);
+        }
+      };
+      run.child.stdout.on('data', look);
+      look();
+    });
+    expect(JSON.parse(line)).toMatchObject({ event: 'validatejwt', registrationId: 'sensor-live', outcome: 'assigned', status: 200 });
+    expect(run.child.exitCode).toBeNull();
+  } finally {
+    run.child.kill('SIGTERM');
+  }
+});
