@@ -1,7 +1,6 @@
 import { importJWK, type CryptoKey } from 'jose';
 import { WebhookError } from '../core/reasons.js';
 import { LruMap } from './lru.js';
-import { P256Key } from './p256.js';
 import type { VerificationKey } from './types.js';
 
 /**
@@ -9,7 +8,7 @@ import type { VerificationKey } from './types.js';
  * (OpenSSL's key and Node's wrappers; measured over 5,000 raw imports), so a fleet-sized key cache keeps public keys
  * (a P-256 key as its 64-byte point, p256.ts) and only the last `maxEntries` stay imported: a storm's retries and a
  * device's repeated registrations verify without importing again, and 100,000 cached devices fit in a consumption
- * plan's memory. A miss costs one import (about 30 µs of CPU for a P-256 point, 50 µs through a JWK), never a key
+ * plan's memory. A miss costs one import (about 50 µs of CPU for a P-256 key through jose's importJWK), never a key
  * store read.
  */
 export interface ImportedKeys {
@@ -46,10 +45,10 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
   };
 }
 
-const P256_IMPORT = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-
-/** A P-256 key goes in as its raw point (no JWK built for it); any other through jose's importJWK. */
+/**
+ * Through jose's importJWK, as every key: WebCrypto checks the point (on the curve, below p) here again, so a key is
+ * never trusted on p256.ts's reading alone.
+ */
 function importVerifyKey(key: VerificationKey): Promise<CryptoKey | Uint8Array> {
-  if (key instanceof P256Key) return crypto.subtle.importKey('raw', key.raw(), P256_IMPORT, false, ['verify']);
   return importJWK(key.jwk, key.alg);
 }

@@ -30,16 +30,15 @@ export class P256Key implements VerificationKey {
     const raw = Buffer.from(this.point, 'latin1');
     return { kty: 'EC', crv: 'P-256', x: raw.toString('base64url', 0, 32), y: raw.toString('base64url', 32, 64) };
   }
-  /** The SEC 1 uncompressed point (0x04 || x || y), WebCrypto's "raw" form. */
-  raw(): Uint8Array {
-    return Buffer.from(`\x04${this.point}`, 'latin1');
-  }
 }
 
 /**
  * The P-256 key in one PEM block, or undefined when the block is anything but a well-formed SPKI of an uncompressed
  * point on the curve (the caller then hands the block to jose, which refuses or reads it as it always has). The
- * point is checked as WebCrypto's import checks it: both coordinates below p, and on the curve.
+ * point is checked as WebCrypto's import checks it, both coordinates below p and on the curve, so that a bad key is
+ * refused when it is read (a clear device_key_unusable at fleet import and at the first read), not at its first
+ * token. This reading is never what a key is trusted on: every key is imported through jose (imported.ts), and
+ * WebCrypto checks the point again there.
  */
 export function p256FromPem(block: string): P256Key | undefined {
   const body = PEM.exec(block)?.[1]?.replace(/\s+/g, '');

@@ -53,6 +53,13 @@ describe('P-256 keys read without OpenSSL (p256.ts)', () => {
     await expect(parseKeyMaterial(pemOf(big), ['ES256'], 'big.pem')).rejects.toBeInstanceOf(WebhookError);
   });
 
+  it('is never trusted on its own reading: an off-curve point that got past it is refused at import (jose, WebCrypto)', async () => {
+    const { der } = p256Pair();
+    const point = Buffer.from(der.subarray(27));
+    point[63]! ^= 1;
+    await expect(createImportedKeys(4).get(new P256Key(point.toString('latin1')))).rejects.toMatchObject({ code: 'device_key_unusable' });
+  });
+
   it('leaves every other shape to jose: a compressed point, P-384, a stray byte, non-canonical base64', async () => {
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const p384 = publicKey.export({ type: 'spki', format: 'pem' }) as string;
