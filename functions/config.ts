@@ -278,16 +278,7 @@ function tableConnection(setting: string, raw: string): ReplayTableAccess {
     // The SDK expands this to Azurite's well-known account on http://127.0.0.1:10002.
     return { kind: 'connection-string', setting, connectionString: raw, allowInsecureConnection: true };
   }
-  const parts = new Map<string, string>();
-  for (const element of raw.split(';')) {
-    const trimmed = element.trim();
-    if (trimmed === '') continue;
-    const eq = trimmed.indexOf('=');
-    if (eq <= 0) throw new ConfigError(setting, 'is not a storage connection string (Name=value pairs separated by ";")');
-    const key = trimmed.slice(0, eq).trim().toLowerCase();
-    if (parts.has(key)) throw new ConfigError(setting, `names ${trimmed.slice(0, eq).trim()} twice`);
-    parts.set(key, trimmed.slice(eq + 1).trim());
-  }
+  const parts = pairs(setting, raw, 'a storage connection string (Name=value pairs separated by ";")');
   const accountName = parts.get('accountname') ?? '';
   const accountKey = parts.get('accountkey');
   const sas = parts.get('sharedaccesssignature');
@@ -517,13 +508,13 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
 }
 
 /** `Key=Value;Key=Value`, keys lower-cased; a repeated key or a part without "=" is refused, naming the setting only. */
-function pairs(setting: string, raw: string): Map<string, string> {
+function pairs(setting: string, raw: string, what = 'Name=value pairs separated by ";"'): Map<string, string> {
   const parts = new Map<string, string>();
   for (const element of raw.split(';')) {
     const trimmed = element.trim();
     if (trimmed === '') continue;
     const eq = trimmed.indexOf('=');
-    if (eq <= 0) throw new ConfigError(setting, 'is not Name=value pairs separated by ";"');
+    if (eq <= 0) throw new ConfigError(setting, `is not ${what}`);
     const key = trimmed.slice(0, eq).trim().toLowerCase();
     if (parts.has(key)) throw new ConfigError(setting, `names ${trimmed.slice(0, eq).trim()} twice`);
     parts.set(key, trimmed.slice(eq + 1).trim());
