@@ -10,7 +10,7 @@ import type { KeySource } from '../keys/types.js';
 import { createMemoryReplayStore } from '../replay/memory.js';
 import type { ReplayStore } from '../core/ports.js';
 import type { KeyStore } from '../keys/types.js';
-import { httpStatusOf, type KeyLookup, type Telemetry } from '../telemetry/record.js';
+import type { KeyLookup, Telemetry } from '../telemetry/record.js';
 import type { TokenCredential } from '@azure/identity';
 
 /** One request as an adapter hands it over: the decision's input, and the invocation's trace context when it has one. */
@@ -172,8 +172,7 @@ function measuredKeyStore(store: KeyStore, telemetry: Telemetry): KeyStore {
       } catch (error) {
         const took = performance.now() - started;
         if (error instanceof WebhookError) {
-          const httpStatus = httpStatusOf(error.message);
-          telemetry.keyStoreRead({ outcome: error.code, ...(httpStatus !== undefined && { httpStatus }) }, took);
+          telemetry.keyStoreRead({ outcome: error.code, ...(error.httpStatus !== undefined && { httpStatus: error.httpStatus }) }, took);
         } else telemetry.keyStoreRead({ outcome: 'error' }, took);
         throw error;
       }

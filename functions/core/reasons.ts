@@ -92,9 +92,12 @@ export function statusOf(code: ReasonCode): number {
 /** A decision to refuse, carrying its reason code. `message` is safe to return and log: it never holds secrets. */
 export class WebhookError extends Error {
   readonly code: ReasonCode;
-  constructor(code: ReasonCode, message: string = REASONS[code].summary, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The HTTP status a store answered, when the refusal is a store's answer (telemetry counts Key Vault 429s by it). */
+  readonly httpStatus?: number;
+  constructor(code: ReasonCode, message: string = REASONS[code].summary, options?: { cause?: unknown; httpStatus?: number }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'WebhookError';
     this.code = code;
+    if (options?.httpStatus !== undefined) this.httpStatus = options.httpStatus;
   }
 }

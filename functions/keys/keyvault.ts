@@ -94,10 +94,10 @@ function classify(error: unknown, name: string): 'not-found' | 'disabled' | Webh
     if (status === 404 && error.code === 'SecretNotFound') return 'not-found';
     if (status === 403 && isSecretDisabled(error)) return 'disabled';
     if (status === 401 || status === 403) {
-      return new WebhookError('key_store_access_denied', `Key Vault refused to read secret ${name} (HTTP ${status})`);
+      return new WebhookError('key_store_access_denied', `Key Vault refused to read secret ${name} (HTTP ${status})`, { httpStatus: status });
     }
     if (status !== undefined) {
-      return new WebhookError('key_store_unavailable', `Key Vault answered HTTP ${status} for secret ${name}`);
+      return new WebhookError('key_store_unavailable', `Key Vault answered HTTP ${status} for secret ${name}`, { httpStatus: status });
     }
     // No answer: a socket or TLS failure. Its code (ECONNRESET, UNABLE_TO_VERIFY_LEAF_SIGNATURE...) is an identifier,
     // safe to show and what an operator needs.

@@ -115,12 +115,3 @@ export function parseTraceParent(value: string | undefined): { traceId: string; 
   if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
   return { traceId, spanId, traceFlags: Number.parseInt(flags, 16) };
 }
-
-/**
- * The HTTP status behind a key store refusal, from the message keys/keyvault.ts writes ("Key Vault answered HTTP 429
- * for secret ..."); undefined when it names none (a timeout, no token).
- */
-export function httpStatusOf(message: string): number | undefined {
-  const match = /\bHTTP (\d{3})\b/.exec(message);
-  return match === null ? undefined : Number(match[1]);
-}
