@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { exportSPKI, importJWK, type JWK } from 'jose';
 import { SUPPORTED_ALGORITHMS } from '../functions/core/policy.js';
 import { parseKeyMaterial } from '../functions/keys/parse.js';
+import type { VerificationKey } from '../functions/keys/types.js';
 
 export const CONTENT_TYPE = 'application/x-pem-file';
 export const DIGEST_TAG = 'public-key-sha256';
@@ -85,11 +86,10 @@ async function fromJwkSet(value: unknown, algorithms: readonly string[]): Promis
     const problem = await usable(text, algorithms);
     if (problem !== undefined) return problem;
     const [first] = await parseKeyMaterial(text, algorithms, 'publicKey');
-    const key = await importJWK(first!.jwk, first!.alg, { extractable: true });
-    if (key instanceof Uint8Array) return new KeyProblem('key_private', 'a symmetric key (not shown)');
-    const pem = (await exportSPKI(key)).trim();
-    blocks.push(pem);
-    der.push(Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'));
+    const spki = await spkiOf(first!);
+    if (spki === undefined) return new KeyProblem('key_private', 'a symmetric key (not shown)');
+    blocks.push(spki.pem);
+    der.push(spki.der);
   }
   return finish(blocks, der);
 }
@@ -98,6 +98,14 @@ function finish(blocks: string[], der: Buffer[]): PreparedKey | KeyProblem {
   const pem = `${blocks.join('\n')}\n`;
   if (Buffer.byteLength(pem) > MAX_VALUE_BYTES) return new KeyProblem('key_too_large', "over Key Vault's 25 KB secret limit");
   return { pem, digest: digestOf(der) };
+}
+
+/** A public key as the webhook holds it, as SPKI (PEM and DER) through jose; undefined for a symmetric key. */
+export async function spkiOf(key: VerificationKey): Promise<{ pem: string; der: Buffer } | undefined> {
+  const imported = await importJWK(key.jwk, key.alg, { extractable: true });
+  if (imported instanceof Uint8Array) return undefined;
+  const pem = (await exportSPKI(imported)).trim();
+  return { pem, der: Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64') };
 }
 
 /** The `public-key-sha256` tag value for the DER SPKI of each block, in order (CONTRACTS item 1). */

@@ -5,7 +5,6 @@
  * (functions/core/checks.ts), so nothing here restates a rule. The replay store is never opened: explain records no
  * jti. Output names keys by entry name, kid and SHA-256 only; the token and key material never leave this file.
  */
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { TokenCredential } from '@azure/identity';
 import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import { createWebhook, keySourceFor } from '../../functions/app/compose.js';
@@ -15,7 +14,7 @@ import type { StoredKeySet, VerificationKey } from '../../functions/core/ports.j
 import { REASON_HINTS, REASONS, WebhookError, type ReasonCode } from '../../functions/core/reasons.js';
 import type { WebhookAnswer } from '../../functions/core/webhook.js';
 import { deviceSecretName, groupSecretName } from '../../functions/keys/names.js';
-import { digestOf } from '../keys.js';
+import { digestOf, spkiOf } from '../keys.js';
 import { FleetError } from '../errors.js';
 import { createSecretClientVault } from '../vault.js';
 
@@ -234,7 +233,7 @@ async function readEntry(
     kids,
     algorithms: [...new Set(stored.keys.map((k) => k.alg))],
     tags: stored.tags,
-    ...(stored.keys.length > 0 && { digest: digestOfKeys(stored.keys) }),
+    ...(stored.keys.length > 0 && { digest: await digestOfKeys(stored.keys) }),
   };
 }
 
@@ -256,14 +255,15 @@ function newestTags(config: WebhookConfig, credential: () => Promise<TokenCreden
 }
 
 /** The fleet import's digest, over the keys as the webhook holds them: one DER SPKI per distinct key, in order. */
-function digestOfKeys(keys: readonly VerificationKey[]): string {
+async function digestOfKeys(keys: readonly VerificationKey[]): Promise<string> {
   const seen = new Set<string>();
   const der: Buffer[] = [];
-  for (const { jwk } of keys) {
-    const id = JSON.stringify(jwk);
+  for (const key of keys) {
+    const id = JSON.stringify(key.jwk);
     if (seen.has(id)) continue;
     seen.add(id);
-    der.push(createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+    const spki = await spkiOf(key);
+    if (spki !== undefined) der.push(spki.der);
   }
   return digestOf(der);
 }
