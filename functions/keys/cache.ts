@@ -1,7 +1,7 @@
 import type { KeyCacheConfig } from '../config.js';
 import { WebhookError } from '../core/reasons.js';
 import { withDeadline } from './deadline.js';
-import { LinkedLru } from './lru.js';
+import { KeyTable } from './table.js';
 import type { KeyStore, StoredKeySet } from './types.js';
 
 /**
@@ -18,20 +18,6 @@ export interface KeyCache {
   readonly stats: { reads: number; hits: number; staleServed: number; size(): number };
 }
 
-/**
- * One cached name, and its own node of the recency list: one object each, so 100,000 names cost 100,000 of these.
- * The times count milliseconds from the cache's making (`clock()`), not from the epoch: V8 keeps a small integer in
- * the object itself, an epoch time in a 16-byte number object of its own, twice an entry (small for 24 days).
- */
-interface Entry {
-  readonly key: string;
-  value: StoredKeySet | undefined;
-  readAt: number;
-  freshUntil: number;
-  newer: Entry | undefined;
-  older: Entry | undefined;
-}
-
 // While the store fails, a stale entry is served and the store re-asked no more often than this.
 const FAILURE_BACKOFF_MS = 5_000;
 const MAX_QUEUED_READS = 10_000;
@@ -40,9 +26,9 @@ const isStoreFault = (error: unknown) =>
   error instanceof WebhookError && (error.code === 'key_store_unavailable' || error.code === 'key_store_access_denied');
 
 export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () => number = Date.now): KeyCache {
-  const entries = new LinkedLru<string, Entry>(config.maxEntries);
+  const entries = new KeyTable(config.maxEntries);
+  // Milliseconds since the cache was made: whole numbers, exact in the table's Float64Array for 285,000 years.
   const epoch = now();
-  // Math.floor hands back a small integer as such; a bare difference of two times is a heap number in V8's interpreter.
   const clock = () => Math.floor(now() - epoch);
   const pending = new Map<string, Promise<StoredKeySet | undefined>>();
   const limiter = createLimiter(config.maxConcurrentReads, MAX_QUEUED_READS);
@@ -51,7 +37,7 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
 
   function remember(name: string, value: StoredKeySet | undefined, at: number): void {
     const freshUntil = at + (value === undefined ? config.negativeTtlMs : config.ttlMs);
-    entries.insert({ key: name, value, readAt: at, freshUntil, newer: undefined, older: undefined });
+    entries.set(name, value, at, freshUntil);
   }
 
   async function readWithDeadline(name: string): Promise<StoredKeySet | undefined> {
@@ -72,9 +58,13 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
     }
   }
 
-  function load(name: string, previous: Entry | undefined): Promise<StoredKeySet | undefined> {
+  /** `previous`: the entry's slot when the name is cached (past its TTL, or refreshed), else -1. */
+  function load(name: string, previous: number): Promise<StoredKeySet | undefined> {
     const inFlight = pending.get(name);
     if (inFlight !== undefined) return inFlight;
+    // Taken now: while the read is out, the slot may go to another name.
+    const stale = previous < 0 ? undefined : entries.value(previous);
+    const staleReadAt = previous < 0 ? 0 : entries.readAt(previous);
     const read = (async () => {
       try {
         const value = await readWithDeadline(name);
@@ -83,10 +73,11 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
       } catch (error) {
         const at = clock();
         // Stale-if-error counts from the read, not from freshUntil, which a failure pushes back.
-        if (previous?.value !== undefined && isStoreFault(error) && at <= previous.readAt + config.ttlMs + config.staleIfErrorMs) {
+        if (stale !== undefined && isStoreFault(error) && at <= staleReadAt + config.ttlMs + config.staleIfErrorMs) {
           stats.staleServed += 1;
-          previous.freshUntil = at + Math.min(FAILURE_BACKOFF_MS, config.ttlMs);
-          return previous.value;
+          const slot = entries.find(name);
+          if (slot >= 0) entries.setFreshUntil(slot, at + Math.min(FAILURE_BACKOFF_MS, config.ttlMs));
+          return stale;
         }
         throw error;
       } finally {
@@ -100,17 +91,17 @@ export function createKeyCache(store: KeyStore, config: KeyCacheConfig, now: () 
   return {
     stats,
     get(name) {
-      const entry = entries.get(name);
-      if (entry !== undefined && clock() < entry.freshUntil) {
+      const slot = entries.use(name);
+      if (slot >= 0 && clock() < entries.freshUntil(slot)) {
         stats.hits += 1;
-        return Promise.resolve(entry.value);
+        return Promise.resolve(entries.value(slot));
       }
-      return load(name, entry);
+      return load(name, slot);
     },
     refresh(name) {
-      const entry = entries.peek(name);
-      if (entry !== undefined && clock() - entry.readAt < config.unknownKidCooldownMs) return Promise.resolve(entry.value);
-      return load(name, entry);
+      const slot = entries.find(name);
+      if (slot >= 0 && clock() - entries.readAt(slot) < config.unknownKidCooldownMs) return Promise.resolve(entries.value(slot));
+      return load(name, slot);
     },
   };
 }

@@ -1,6 +1,7 @@
 import { importJWK, type CryptoKey } from 'jose';
 import { WebhookError } from '../core/reasons.js';
 import { LruMap } from './lru.js';
+import { P256Key } from './p256.js';
 import type { VerificationKey } from './types.js';
 
 /**
@@ -9,7 +10,8 @@ import type { VerificationKey } from './types.js';
  * (a P-256 key as its 64-byte point, p256.ts) and only the last `maxEntries` stay imported: a storm's retries and a
  * device's repeated registrations verify without importing again, and 100,000 cached devices fit in a consumption
  * plan's memory. A miss costs one import (about 50 µs of CPU for a P-256 key through jose's importJWK), never a key
- * store read.
+ * store read. A P-256 key is found by its point (the key cache hands out a new P256Key object for each decision,
+ * table.ts); any other by the cached object itself.
  */
 export interface ImportedKeys {
   /** The imported key: synchronously once imported, so the hot path awaits no promise. */
@@ -18,18 +20,19 @@ export interface ImportedKeys {
 }
 
 export function createImportedKeys(maxEntries: number): ImportedKeys {
-  const imported = new LruMap<VerificationKey, CryptoKey | Promise<CryptoKey>>(maxEntries);
+  const imported = new LruMap<string | VerificationKey, CryptoKey | Promise<CryptoKey>>(maxEntries);
   return {
     size: () => imported.size,
     get(key) {
-      const hit = imported.get(key);
+      const id = key instanceof P256Key ? key.point : key;
+      const hit = imported.get(id);
       if (hit !== undefined) return hit;
       const unusable = () => new WebhookError('device_key_unusable', 'a stored key could not be imported');
       // Every caller, the first and any that find it still importing, gets the same coded refusal on failure.
       const importing: Promise<CryptoKey> = importVerifyKey(key).then(
         (k) => {
           if (k instanceof Uint8Array) throw unusable();
-          if (imported.peek(key) === importing) imported.set(key, k);
+          if (imported.peek(id) === importing) imported.set(id, k);
           return k;
         },
         () => {
@@ -37,9 +40,9 @@ export function createImportedKeys(maxEntries: number): ImportedKeys {
         },
       );
       importing.catch(() => {
-        if (imported.peek(key) === importing) imported.delete(key);
+        if (imported.peek(id) === importing) imported.delete(id);
       });
-      imported.set(key, importing);
+      imported.set(id, importing);
       return importing;
     },
   };

@@ -11,8 +11,8 @@ export interface LruNode<K> {
  * V8 leaves a deleted entry in place until the table is rebuilt, and each eviction walks past every entry deleted
  * since, so with 200,000 entries one insert cost 90-290 µs. Nothing here ever iterates the Map.
  *
- * The caller's own objects are the list's nodes (intrusive), so an entry of a fleet-sized cache is one object, not
- * a node pointing at an entry: the key cache's entries (cache.ts) hold their times and links in one.
+ * The caller's own objects are the list's nodes (intrusive), so an entry is one object, not a node pointing at an
+ * entry. (The key cache, fleet-sized, keeps its entries in typed arrays instead: table.ts.)
  */
 export class LinkedLru<K, N extends LruNode<K>> {
   private readonly nodes = new Map<K, N>();

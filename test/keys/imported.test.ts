@@ -22,6 +22,21 @@ test('keeps at most maxEntries keys imported, the most recently used, and import
   await expect(jwtVerify(token, again)).resolves.toBeDefined();
 });
 
+test('a P-256 key is found by its point: the same device read twice (two key objects) is imported once', async () => {
+  const device = await makeDevice('twice');
+  const [first] = await parseKeyMaterial(device.publicPem, ['ES256'], 'first.pem');
+  const [second] = await parseKeyMaterial(device.publicPem, ['ES256'], 'second.pem');
+  expect(second).not.toBe(first);
+  const imported = createImportedKeys(2);
+  const key = await imported.get(first!);
+  expect(imported.get(second!)).toBe(key);
+  expect(imported.size()).toBe(1);
+  const other = await makeDevice('other');
+  const [otherKey] = await parseKeyMaterial(other.publicPem, ['ES256'], 'other.pem');
+  expect(await imported.get(otherKey!)).not.toBe(key);
+  expect(imported.size()).toBe(2);
+});
+
 test('a key that cannot be imported refuses as device_key_unusable, for concurrent callers too', async () => {
   const imported = createImportedKeys(2);
   const broken = { alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' } };
