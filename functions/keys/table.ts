@@ -9,9 +9,10 @@ const FIRST_CAPACITY = 1024;
  * The key cache's entries by name: at most `maxEntries`, the least recently used dropped first, every operation
  * O(1), and laid out for a fleet. Nearly every device's entry is one enabled P-256 key without tags or kid: such an
  * entry is kept as its 64-byte point in one shared buffer, its times and recency links in typed arrays, and only its
- * name and origin as strings, so a cached device costs V8's heap about 170 bytes (a Map entry and two strings) and
- * 88 bytes outside it, where objects per device cost 450 bytes of heap. Fewer long-lived heap objects also mean less
- * for every major GC to mark. Any other entry (several keys, a kid, tags, disabled, RSA...) keeps its StoredKeySet.
+ * name and origin as strings, so a cached device costs V8's heap about 150 bytes (a Map entry and two strings; 151
+ * measured in bench section 6) and 88 bytes outside it, where objects per device cost 450 bytes of heap. Fewer
+ * long-lived heap objects also mean less for every major GC to mark. Any other entry (several keys, a kid, tags,
+ * disabled, RSA...) keeps its StoredKeySet.
  *
  * A slot is a row of every column. Slots are handed out in order as the table grows; once it is full, the oldest
  * entry's slot is reused for the next new name.
