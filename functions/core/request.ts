@@ -31,6 +31,17 @@ export function isRegistrationId(value: string): boolean {
   return REGISTRATION_ID.test(value);
 }
 
+const UPPER = /[A-Z]/;
+const UPPERS = /[A-Z]/g;
+
+/**
+ * Registration ids are ASCII and case-insensitive: fold ASCII only, so a look-alike (U+212A KELVIN SIGN lower-cases
+ * to "k") never compares equal to an ASCII id. Most ids are already lower case: those are returned as they are.
+ */
+export function asciiLower(s: string): string {
+  return UPPER.test(s) ? s.replace(UPPERS, (c) => String.fromCharCode(c.charCodeAt(0) + 32)) : s;
+}
+
 type Json = Record<string, unknown>;
 
 function invalid(message: string): WebhookError {

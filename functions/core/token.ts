@@ -3,6 +3,7 @@ import { MAX_TOKEN_BYTES, type TokenPolicy } from './policy.js';
 import { UNOBSERVED, type CheckProgress } from './checks.js';
 import type { VerificationKey } from './ports.js';
 import { WebhookError } from './reasons.js';
+import { asciiLower } from './request.js';
 
 export interface TokenHeader {
   readonly alg: string;
@@ -64,9 +65,6 @@ export function inspectToken(token: unknown, payloadKind: 'absent' | 'object' | 
 export function candidateKeys(keys: readonly VerificationKey[], header: TokenHeader): VerificationKey[] {
   return keys.filter((k) => k.alg === header.alg && (k.kid === undefined || header.kid === undefined || k.kid === header.kid));
 }
-
-// DPS registration ids are ASCII and case-insensitive; fold ASCII only, so look-alike characters never compare equal.
-const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 
 function optionalString(claims: JWTPayload, name: string): string | undefined {
   const value = claims[name];

@@ -2,12 +2,13 @@
  * The layout of a key folder (DEVICE_KEYS_DIR), shared by the start-up check in config.ts and the store in local.ts:
  * `<registration id>.pem|.jwk|.json` holds a device's key, `<registration id>.meta` its metadata (CONTRACTS.md 3).
  */
+import { asciiLower } from '../core/request.js';
+
 export const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'] as const;
 export const META_EXTENSION = '.meta';
 
-// Registration ids are ASCII; fold ASCII only, so a file named with a look-alike (U+212A KELVIN SIGN lower-cases to
-// "k") is never taken for an ASCII id.
-export const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+// File names are matched as registration ids are: ASCII case folded only (core/request.ts).
+export { asciiLower };
 
 /** A file the store may read: a key or a metadata file (by its name, case-insensitively). */
 export function isKeyFolderFile(name: string): boolean {

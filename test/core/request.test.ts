@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { WebhookError } from '../../functions/core/reasons.js';
-import { parseAllocationRequest } from '../../functions/core/request.js';
+import { asciiLower, parseAllocationRequest } from '../../functions/core/request.js';
 import { allocationRequest, HUBS } from '../support/devices.js';
 
 function refusal(body: unknown, contentType?: string): { code: string; message: string } {
@@ -69,5 +69,19 @@ describe('parseAllocationRequest', () => {
     expect(kind(undefined)).toBe('absent');
     expect(kind({ jwt: 'x' })).toBe('object');
     expect(kind('eyJ...')).toBe('other');
+  });
+});
+
+describe('asciiLower', () => {
+  test('folds A-Z and nothing else', () => {
+    expect(asciiLower('Device-AZ.09_:x')).toBe('device-az.09_:x');
+    // KELVIN SIGN and dotted capital I lower-case to ASCII letters in Unicode; an id holding them is not an ASCII id.
+    expect(asciiLower('\u212Aey-\u0130d')).toBe('\u212Aey-\u0130d');
+    expect(asciiLower('\u212Aey') === 'key').toBe(false);
+  });
+
+  test('gives back an id without capitals as it is', () => {
+    expect(asciiLower('sensor-0042')).toBe('sensor-0042');
+    expect(asciiLower('')).toBe('');
   });
 });
