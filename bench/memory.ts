@@ -4,13 +4,18 @@
  *
  *   node dist/bench/memory.js keygen <keys> <file>   makes N P-256 key pairs; writes one line per device: the public
  *                                                    key (SPKI DER, base64) and, for a sample, a token it signed
- *   node --expose-gc dist/bench/memory.js measure <file>
+ *   node --expose-gc dist/bench/memory.js measure <file> [<rest seconds>]
  *
  * The keys are made, and the sample's tokens signed, in another process because production never makes keys or signs:
  * freed private keys would leave the measuring process's allocator fragmented and its RSS higher than a webhook's. The measuring process streams the
  * file into the webhook's own cache (`createWebhook(config, { keyStore })`, an in-memory KeyStore whose values go
  * through the production parser, as the folder or Key Vault store's do), through `webhook.keyCache`; then admits the
  * sample devices through `webhook.handle`, to show the entries are the ones the handler uses (no new store reads).
+ * Measured twice: right after the fill (and a forced GC), and at rest, once the process has sat idle long enough for
+ * V8's memory reducer to give back the young generation and pooled pages the fill grew (up to `<rest seconds>`, 0:
+ * not waited for). A fill at the bench's speed (about 10,000 reads a second) is a hundred times what the Key Vault
+ * read rate lets an instance do (KEY_STORE_MAX_READS_PER_SECOND, 100), so the first figure is a transient peak and
+ * the second what an instance holding those keys keeps.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
@@ -29,6 +34,9 @@ import { NO_TAGS, type KeyLookup, type KeyStore } from '../functions/keys/types.
 import { allocationRequest } from '../test/support/devices.js';
 
 const [mode, countOrFile, fileArg] = process.argv.slice(2);
+// In measure mode the third argument is how long to wait for the process to come to rest.
+const restSeconds = mode === 'measure' && fileArg !== undefined ? Number(fileArg) : 0;
+if (!(restSeconds >= 0)) throw new TypeError('<rest seconds> must be a number >= 0');
 const SAMPLE = 1000;
 const idOf = (i: number) => `mem-device-${i}`;
 const nowSeconds = Math.floor(Date.now() / 1000);
@@ -112,6 +120,30 @@ const sampled = sampleTokens.size;
 sampleTokens.clear();
 await settle();
 const after = snapshot();
+const newSpaceMB = (getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0) / MB;
+
+/**
+ * Waits, idle, until V8 has shrunk the heap it committed for the fill (its memory reducer runs on its own some
+ * seconds after the allocation rate drops; nothing here forces it): the resident set then, and how long it took.
+ * Null when it did not happen within `seconds`.
+ */
+async function atRest(seconds: number): Promise<{ rssMB: number; heapTotalMB: number; afterSeconds: number } | null> {
+  const start = performance.now();
+  const committed = process.memoryUsage().heapTotal;
+  while (performance.now() - start < seconds * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const m = process.memoryUsage();
+    // A quarter of the committed heap given back: the reducer has run (a scavenge alone does not release pages).
+    if (m.heapTotal < committed * 0.75) {
+      // The reducer may run more than one GC: give it a moment before reading the resident set.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const settled = process.memoryUsage();
+      return { rssMB: settled.rss / MB, heapTotalMB: settled.heapTotal / MB, afterSeconds: (performance.now() - start) / 1000 };
+    }
+  }
+  return null;
+}
+const rest = restSeconds > 0 ? await atRest(restSeconds) : null;
 
 process.stdout.write(
   `${JSON.stringify({
@@ -130,6 +162,10 @@ process.stdout.write(
     // What the cache itself retains (V8 heap after GC), apart from what the process keeps committed around it: the
     // young generation the fill grew (V8 keeps it), pooled pages, the allocator's free lists.
     heapBytesPerKey: ((after.heapUsedMB - before.heapUsedMB) * MB) / keyCount,
-    newSpaceMB: (getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0) / MB,
+    newSpaceMB,
+    restWaitSeconds: restSeconds,
+    restRssMB: rest?.rssMB ?? null,
+    restHeapTotalMB: rest?.heapTotalMB ?? null,
+    restAfterSeconds: rest?.afterSeconds ?? null,
   })}\n`,
 );
