@@ -108,8 +108,8 @@ function parseArgs(argv: readonly string[]): Options {
 
 const options = parseArgs(process.argv.slice(2));
 const plan = options.quick
-  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3, demoRuns: 1 }
-  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3, demoRuns: 3 };
+  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, cpuRounds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3, demoRuns: 1 }
+  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, cpuRounds: 3, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3, demoRuns: 3 };
 if (options.stormDevices !== undefined) plan.stormDevices = options.stormDevices;
 if (options.stormBurst !== undefined) plan.stormBurst = options.stormBurst;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -765,12 +765,23 @@ function deployPackage(): PackageResult {
 // ---------------------------------------------------------------------------------------------------------------
 // 9. CPU per decision: the HTTP host against one raw verification and against a minimal node:http + jose server
 
+/** One round of section 9: each server's CPU time per answered request at the same rate, measured one after another. */
+interface CpuRound {
+  webhookUs: number | null;
+  referenceUs: number | null;
+  telemetryUs: number | null;
+}
+
 interface CpuResult {
-  /** Request rate both servers are given (section 4b's: half the webhook's peak), so that each answers the same load. */
+  /** Request rate every server is given (section 4b's: half the webhook's peak), so that each answers the same load. */
   rate: number;
-  /** Section 4b: the local host's CPU time per answered request at that rate. */
+  /**
+   * The rounds, each measuring the local host, bench/reference-server.ts and the host with telemetry on, in turn, at
+   * that rate (same connections and devices). The figures below are medians over the rounds; the ratios, medians of
+   * each round's own ratio. One run on a shared machine moved a ratio by 10%; paired rounds cancel most of that.
+   */
+  rounds: CpuRound[];
   webhookUsPerDecision: number | null;
-  /** The same rate, connections and devices on bench/reference-server.ts. */
   referenceUsPerDecision: number | null;
   reference: LoadResult;
   /** At each server's own peak (section 4 for the webhook): a faster server batches more per event-loop turn. */
@@ -786,7 +797,7 @@ interface CpuResult {
     usPerDecision: number | null;
     run: LoadResult;
     vsReference: number | null;
-    /** vs the same host without telemetry (4b). */
+    /** vs the same host without telemetry (the rounds' webhook). */
     vsWithout: number | null;
     /** Envelopes the ingestion stand-in accepted during the run (spans and metrics). */
     itemsAccepted: number;
@@ -815,51 +826,68 @@ async function rawVerifyCpu(devices: readonly TestDevice[]): Promise<number> {
   return run(plan.verifySeconds);
 }
 
+/** A median that keeps null (no /proc) as null. */
+const medianOrNull = (values: ReadonlyArray<number | null>) => (values.some((v) => v === null) ? null : median(values as number[]));
+const ratioOf = (a: number | null, b: number | null) => (a === null || b === null ? null : a / b);
+
+/** Each round's ratio of one server's figure to the reference's, as "1.08x, 1.12x, 1.10x". */
+function roundRatios(rounds: readonly CpuRound[], which: 'webhookUs' | 'telemetryUs'): string {
+  return rounds.map((r) => { const v = ratioOf(r[which], r.referenceUs); return v === null ? 'n/a' : `${v.toFixed(2)}x`; }).join(', ');
+}
+
 async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, webhook: HttpResult): Promise<CpuResult> {
   const rate = webhook.halfPeak.targetRate ?? 1;
-  const reference = await startServerProcess([join(here, 'reference-server.js'), keyDir], cleanEnv({}), workDir, 'reference');
-  let peak: { run: LoadResult; cpuUsPerDecision: number | null };
-  let measured: { run: LoadResult; cpuUsPerDecision: number | null };
-  try {
-    await warmUp(reference.url, bodies);
-    peak = await loadWithCpu(reference, bodies);
-    measured = await loadWithCpu(reference, bodies, rate);
-  } finally {
-    await reference.stop();
-  }
-  const rawVerifyUs = await rawVerifyCpu(devices);
-  const webhookUs = webhook.cpuUsPerDecision.halfPeak;
-  const referenceUs = measured.cpuUsPerDecision;
   const standins = await telemetryStandins(workDir);
-  let withTelemetry: { run: LoadResult; cpuUsPerDecision: number | null };
+  const servers: ServerProcess[] = [];
+  let peak: { run: LoadResult; cpuUsPerDecision: number | null };
+  const rounds: CpuRound[] = [];
+  let last: Record<'webhook' | 'reference' | 'telemetry', LoadResult> | undefined;
   try {
-    const host = await startHostProcess(keyDir, workDir, standins.env(), 'local-host-telemetry');
-    try {
-      await warmUp(host.url, bodies);
-      withTelemetry = await loadWithCpu(host, bodies, rate);
-    } finally {
-      await host.stop();
+    // All three at once, each warmed, then measured in turn: the machine's other load then falls on all of them alike.
+    const reference = await startServerProcess([join(here, 'reference-server.js'), keyDir], cleanEnv({}), workDir, 'reference');
+    servers.push(reference);
+    const host = await startHostProcess(keyDir, workDir, {}, 'local-host-cpu');
+    servers.push(host);
+    const withTelemetry = await startHostProcess(keyDir, workDir, standins.env(), 'local-host-telemetry');
+    servers.push(withTelemetry);
+    for (const server of servers) await warmUp(server.url, bodies);
+    peak = await loadWithCpu(reference, bodies);
+    const byName = { webhook: host, reference, telemetry: withTelemetry };
+    const names = ['webhook', 'reference', 'telemetry'] as const;
+    for (let r = 0; r < plan.cpuRounds; r++) {
+      const figures: Partial<Record<(typeof names)[number], { run: LoadResult; cpuUsPerDecision: number | null }>> = {};
+      // Each round starts with the next one, so no server is always measured first.
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(r + i) % names.length]!;
+        figures[name] = await loadWithCpu(byName[name], bodies, rate);
+      }
+      const { webhook: w, reference: ref, telemetry: t } = figures as Required<typeof figures>;
+      rounds.push({ webhookUs: w.cpuUsPerDecision, referenceUs: ref.cpuUsPerDecision, telemetryUs: t.cpuUsPerDecision });
+      last = { webhook: w.run, reference: ref.run, telemetry: t.run };
     }
   } finally {
+    for (const server of servers) await server.stop();
     await standins.stop();
   }
-  const telemetryUs = withTelemetry.cpuUsPerDecision;
+  const rawVerifyUs = await rawVerifyCpu(devices);
+  const webhookUs = medianOrNull(rounds.map((r) => r.webhookUs));
   return {
     rate,
+    rounds,
     webhookUsPerDecision: webhookUs,
-    referenceUsPerDecision: referenceUs,
-    reference: measured.run,
+    referenceUsPerDecision: medianOrNull(rounds.map((r) => r.referenceUs)),
+    reference: last!.reference,
     webhookPeakUsPerDecision: webhook.cpuUsPerDecision.peak,
     referencePeakUsPerDecision: peak.cpuUsPerDecision,
     referencePeak: peak.run,
     rawVerifyUs,
-    webhookVsReference: webhookUs === null || referenceUs === null ? null : webhookUs / referenceUs,
+    webhookVsReference: medianOrNull(rounds.map((r) => ratioOf(r.webhookUs, r.referenceUs))),
     webhookVsRawVerify: webhookUs === null ? null : webhookUs / rawVerifyUs,
     telemetry: {
-      usPerDecision: telemetryUs,
-      run: withTelemetry.run,
-      vsReference: telemetryUs === null || referenceUs === null ? null : telemetryUs / referenceUs,
-      vsWithout: telemetryUs === null || webhookUs === null ? null : telemetryUs / webhookUs,
+      usPerDecision: medianOrNull(rounds.map((r) => r.telemetryUs)),
+      run: last!.telemetry,
+      vsReference: medianOrNull(rounds.map((r) => ratioOf(r.telemetryUs, r.referenceUs))),
+      vsWithout: medianOrNull(rounds.map((r) => ratioOf(r.telemetryUs, r.webhookUs))),
       itemsAccepted: standins.ingestion.acceptedCount,
       blockedEgress: standins.ingestion.refusedEgress.length,
     },
@@ -910,12 +938,12 @@ function table(results: Results): string {
       `median of ${c.starts}: import ${n(c.unbundledTelemetry.importMs, 1)} + admission ${n(c.unbundledTelemetry.firstAdmissionMs, 1)} ms; CPU ${n(c.unbundledTelemetry.cpuMs, 1)} ms`],
     ['8', 'deploy zip (npm run package: dist/app.zip)', '', '', '', '',
       `${n(z.zipBytes / 1024)} KiB, ${n(z.zipFiles)} files${z.unbundled === null ? '' : `; unbundled (dist/functions + production node_modules): ${n(z.unbundled.zipBytes / 1024 ** 2, 1)} MiB, ${n(z.unbundled.zipFiles)} files`}`],
-    ['9', `CPU per decision: HTTP host at ${n(cpu.rate)} /s (4b)`, n(cpu.reference.requestsPerSecond), '', '', n(cpu.reference.errors + cpu.reference.non2xx),
-      `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate; one jose verify ${us(cpu.rawVerifyUs)}`],
+    ['9', `CPU per decision: HTTP host at ${n(cpu.rate)} /s (4b's rate)`, n(cpu.reference.requestsPerSecond), '', '', n(cpu.reference.errors + cpu.reference.non2xx),
+      `webhook ${us(cpu.webhookUsPerDecision)}, reference node:http + jose ${us(cpu.referenceUsPerDecision)} at the same rate, medians of ${cpu.rounds.length} paired rounds (ratios ${roundRatios(cpu.rounds, 'webhookUs')}); one jose verify ${us(cpu.rawVerifyUs)}`],
     ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
       `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
     ['9c', `CPU per decision: HTTP host with telemetry on, ${n(cpu.rate)} /s`, n(cpu.telemetry.run.requestsPerSecond), n(cpu.telemetry.run.p50Ms, 2), n(cpu.telemetry.run.p99Ms, 2), n(cpu.telemetry.run.errors + cpu.telemetry.run.non2xx),
-      `webhook ${us(cpu.telemetry.usPerDecision)} (${x(cpu.telemetry.vsWithout)} of 9 without); ${n(cpu.telemetry.itemsAccepted)} items accepted by the ingestion stand-in`],
+      `webhook ${us(cpu.telemetry.usPerDecision)} (${x(cpu.telemetry.vsWithout)} of 9 without; vs reference by round ${roundRatios(cpu.rounds, 'telemetryUs')}); ${n(cpu.telemetry.itemsAccepted)} items accepted by the ingestion stand-in`],
     ...fleetRows(results.fleet),
     ['11', `npm run demo, spawn to exit, ${results.demo.runs} run${results.demo.runs === 1 ? '' : 's'}`, '', '', '', results.demo.allPassed ? '0' : 'failed',
       `median ${n(results.demo.medianSeconds, 1)} s, worst ${n(results.demo.worstSeconds, 1)} s (${results.demo.seconds.map((v) => n(v, 1)).join(', ')})`],
@@ -965,10 +993,11 @@ async function onlySection(only: 'cpu' | 'memory', keyDir: string, bodies: reado
   } else {
     progress(`HTTP: warm-up, then ${plan.httpSeconds} s at peak and twice ${plan.httpSeconds} s at half the peak`);
     const w = await http(keyDir, bodies, workDir);
-    progress('CPU per decision: the reference server under the same load, then raw jose verifications');
+    progress(`CPU per decision: the host, the reference server and the host with telemetry on, ${plan.cpuRounds} rounds at the same rate, then raw jose verifications`);
     const cpu = await cpuPerDecision(keyDir, bodies, devices, workDir, w);
     figures = { http: w, cpu };
-    summary = `CPU per decision at ${n(cpu.rate)} /s: webhook ${n(cpu.webhookUsPerDecision)} µs, reference ${n(cpu.referenceUsPerDecision)} µs: ${n(cpu.webhookVsReference, 2)}x` +
+    summary = `CPU per decision at ${n(cpu.rate)} /s, medians of ${cpu.rounds.length} paired rounds: webhook ${n(cpu.webhookUsPerDecision)} µs, reference ${n(cpu.referenceUsPerDecision)} µs: ${n(cpu.webhookVsReference, 2)}x (rounds ${roundRatios(cpu.rounds, 'webhookUs')})` +
+      `; telemetry on ${n(cpu.telemetry.usPerDecision)} µs: ${n(cpu.telemetry.vsReference, 2)}x (rounds ${roundRatios(cpu.rounds, 'telemetryUs')})` +
       ` (at own peaks ${n(cpu.webhookPeakUsPerDecision)} vs ${n(cpu.referencePeakUsPerDecision)} µs); one jose verify ${n(cpu.rawVerifyUs)} µs; peak ${n(w.peak.requestsPerSecond)} /s`;
   }
   mkdirSync(dirname(options.out), { recursive: true });
@@ -1004,7 +1033,7 @@ async function main(): Promise<void> {
     const coldStartResult = await coldStart(workDir);
     progress(`8/9 deploy zip${options.quick ? '' : ', and the unbundled app zipped for comparison'}`);
     const packageResult = deployPackage();
-    progress(`9/9 CPU per decision: the reference server under the same load, then raw jose verifications`);
+    progress(`9/9 CPU per decision: the host, the reference server and the host with telemetry on, ${plan.cpuRounds} rounds at the same rate, then raw jose verifications`);
     const cpuResult = await cpuPerDecision(keyDir, bodies, devices, workDir, httpResult);
     progress('10 fleet import against the rate-limited vault stand-in');
     const fleetResult = await fleetBench(fleetPlan(options.quick), progress);

@@ -96,6 +96,8 @@ describe('npm run bench --quick', () => {
     expectNumbers(results.cpu!, ['rate', 'rawVerifyUs'], 'cpu');
     expectNumbers((results.cpu as Record<string, Record<string, unknown>>).reference!, ['requestsPerSecond', 'requests'], 'cpu.reference');
     if (process.platform === 'linux') expectNumbers(results.cpu!, ['webhookUsPerDecision', 'referenceUsPerDecision', 'webhookVsReference'], 'cpu');
+    // One paired round in --quick (three in a full run).
+    expect((results.cpu as unknown as { rounds: unknown[] }).rounds).toHaveLength(1);
     // With telemetry on: the host answered every request, and its traces and metrics reached the ingestion stand-in.
     const withTelemetry = (results.cpu as Record<string, Record<string, Record<string, unknown>>>).telemetry!;
     expect(withTelemetry.run!.errors).toBe(0);
