@@ -7,13 +7,14 @@
  *   3. handler    webhook.handle in this process, warm key cache, many distinct devices
  *   4. http       the `npm start` local host (a child process) under autocannon: peak, then half the peak rate
  *   5. storm      a cold storm against the Key Vault path (real SDK, local stand-ins, a child process)
- *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc)
+ *   6. memory     resident set with 100,000 cached device keys (a child process, --expose-gc): after the fill, and
+ *                 at rest once V8's memory reducer has run
  *   7. cold start process start to the first device admitted through the Key Vault stand-in, bundled and not, each
  *                 without and with telemetry (APPLICATIONINSIGHTS_CONNECTION_STRING to the loopback ingestion stand-in)
  *   8. package    the deploy zip (dist/app.zip): size and files, beside what the unbundled app deployed
- *   9. CPU        CPU time per decision of the HTTP host (section 4's peak) against one raw jose verification and
- *                 against a minimal node:http + jose server under the same load; and the host with telemetry on
- *                 (every decision a trace and metrics, exported to the ingestion stand-in) at the same rate
+ *   9. CPU        CPU time per decision of the HTTP host against one raw jose verification and against a minimal
+ *                 node:http + jose server, and of the host with telemetry on (every decision a trace and metrics,
+ *                 exported to the ingestion stand-in): the three measured in turn at the same rate, in paired rounds
  *  10. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
  *  11. demo       `npm run demo` from spawn to exit, 3 runs (bench/demo.ts); the demo's test checks what it shows
  *
@@ -832,7 +833,10 @@ const ratioOf = (a: number | null, b: number | null) => (a === null || b === nul
 
 /** Each round's ratio of one server's figure to the reference's, as "1.08x, 1.12x, 1.10x". */
 function roundRatios(rounds: readonly CpuRound[], which: 'webhookUs' | 'telemetryUs'): string {
-  return rounds.map((r) => { const v = ratioOf(r[which], r.referenceUs); return v === null ? 'n/a' : `${v.toFixed(2)}x`; }).join(', ');
+  return rounds
+    .map((r) => ratioOf(r[which], r.referenceUs))
+    .map((v) => (v === null ? 'n/a' : `${v.toFixed(2)}x`))
+    .join(', ');
 }
 
 async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, webhook: HttpResult): Promise<CpuResult> {
