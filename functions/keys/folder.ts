@@ -7,9 +7,6 @@ import { asciiLower } from '../core/request.js';
 export const KEY_FILE_EXTENSIONS = ['.pem', '.jwk', '.json'] as const;
 export const META_EXTENSION = '.meta';
 
-// File names are matched as registration ids are: ASCII case folded only (core/request.ts).
-export { asciiLower };
-
 /** A file the store may read: a key or a metadata file (by its name, case-insensitively). */
 export function isKeyFolderFile(name: string): boolean {
   const lower = asciiLower(name);

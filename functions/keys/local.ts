@@ -2,7 +2,8 @@ import { constants } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebhookError } from '../core/reasons.js';
-import { asciiLower, isWritableByOthers, KEY_FILE_EXTENSIONS, META_EXTENSION } from './folder.js';
+import { asciiLower } from '../core/request.js';
+import { isWritableByOthers, KEY_FILE_EXTENSIONS, META_EXTENSION } from './folder.js';
 import { parseKeyMaterial } from './parse.js';
 import { NO_TAGS, type KeySource, type StoredKeySet } from './types.js';
 

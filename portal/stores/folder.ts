@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebhookError } from '../../functions/core/reasons.js';
-import { asciiLower, KEY_FILE_EXTENSIONS, META_EXTENSION } from '../../functions/keys/folder.js';
+import { asciiLower } from '../../functions/core/request.js';
+import { KEY_FILE_EXTENSIONS, META_EXTENSION } from '../../functions/keys/folder.js';
 import { parseMeta as parseFolderMeta } from '../../functions/keys/local.js';
 import type { DeviceKeyState, DeviceKeyStore, UpdateResult } from '../core/ports.js';
 
