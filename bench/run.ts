@@ -845,7 +845,8 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
   const servers: ServerProcess[] = [];
   let peak: { run: LoadResult; cpuUsPerDecision: number | null };
   const rounds: CpuRound[] = [];
-  let last: Record<'webhook' | 'reference' | 'telemetry', LoadResult> | undefined;
+  // The last round's runs, for rows 9 and 9c's rate and latency columns.
+  let last: { reference: LoadResult; telemetry: LoadResult } | undefined;
   try {
     // All three at once, each warmed, then measured in turn: the machine's other load then falls on all of them alike.
     const reference = await startServerProcess([join(here, 'reference-server.js'), keyDir], cleanEnv({}), workDir, 'reference');
@@ -867,7 +868,7 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
       }
       const { webhook: w, reference: ref, telemetry: t } = figures as Required<typeof figures>;
       rounds.push({ webhookUs: w.cpuUsPerDecision, referenceUs: ref.cpuUsPerDecision, telemetryUs: t.cpuUsPerDecision });
-      last = { webhook: w.run, reference: ref.run, telemetry: t.run };
+      last = { reference: ref.run, telemetry: t.run };
     }
   } finally {
     for (const server of servers) await server.stop();
