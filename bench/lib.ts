@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** Percentile of an unsorted sample (nearest rank), in the sample's unit. */
 export function percentile(sorted: Float64Array, p: number): number {
@@ -35,10 +37,14 @@ export const round = (value: number, digits = 0): number => {
 /**
  * Runs `node <args>` as a child and returns the JSON object it prints as its last stdout line. The child's stderr is
  * passed through. Rejects on a non-zero exit or after `timeoutMs` (the child is killed: every run is bounded).
+ * With `cgroup` (a MemoryGroup's directory) the child runs in that cgroup from its first instruction: a shell puts
+ * itself in, then becomes node.
  */
-export function runNodeChild<T>(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<T> {
+export function runNodeChild<T>(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number, cgroup?: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const [command, argv] =
+      cgroup === undefined ? [process.execPath, args] : ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, process.execPath, ...args]];
+    const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     const timer = setTimeout(() => {
@@ -65,4 +71,53 @@ export function runNodeChild<T>(args: readonly string[], env: NodeJS.ProcessEnv,
 /** The environment a child gets: a PATH and nothing else of ours, so no Azure or key setting leaks in from the shell. */
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', ...extra };
+}
+
+/** A memory cgroup of its own, for a child that must see a machine of `limitMB` (as a container's limit shows it). */
+export interface MemoryGroup {
+  readonly dir: string;
+  readonly limitMB: number;
+  /** Removes the group; its processes must have exited. */
+  remove(): void;
+}
+
+/**
+ * A child cgroup of this process's own with a memory limit, or the reason there can be none here (not Linux, no
+ * memory controller, not allowed to make one). Node hands V8 the cgroup's limit when it is below the machine's memory
+ * (`process.constrainedMemory()`), and V8 sizes its heap, the young generation too, from that: what a function app
+ * instance of that size would see. cgroup v1 (`memory.limit_in_bytes`) and v2 (`memory.max`, where the parent
+ * delegates the memory controller) are both handled (kernel docs: admin-guide/cgroup-v1/memory.rst, cgroup-v2.rst).
+ */
+export function createMemoryGroup(limitMB: number, name: string): MemoryGroup | { unavailable: string } {
+  if (process.platform !== 'linux') return { unavailable: `cgroups are Linux's (this is ${process.platform})` };
+  let own: string;
+  try {
+    own = readFileSync('/proc/self/cgroup', 'utf8');
+  } catch {
+    return { unavailable: 'no /proc/self/cgroup' };
+  }
+  // v1: "<id>:memory:<path>" (the memory hierarchy); v2: "0::<path>" (the single one).
+  const v1 = /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m.exec(own)?.[1];
+  const v2 = /^0::(.*)$/m.exec(own)?.[1];
+  const [parent, limitFile] =
+    v1 !== undefined && existsSync('/sys/fs/cgroup/memory')
+      ? [join('/sys/fs/cgroup/memory', v1), 'memory.limit_in_bytes']
+      : v2 !== undefined
+        ? [join('/sys/fs/cgroup', v2), 'memory.max']
+        : [undefined, ''];
+  if (parent === undefined) return { unavailable: 'no memory cgroup controller' };
+  const dir = join(parent, `${name}-${process.pid}`);
+  try {
+    mkdirSync(dir);
+  } catch (error) {
+    return { unavailable: `cannot make a cgroup under ${parent}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  }
+  try {
+    if (!existsSync(join(dir, limitFile))) throw new Error(`the memory controller is not delegated to ${parent}`);
+    writeFileSync(join(dir, limitFile), String(limitMB * 1024 * 1024));
+  } catch (error) {
+    rmdirSync(dir);
+    return { unavailable: `cannot limit a cgroup's memory: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  return { dir, limitMB, remove: () => rmdirSync(dir) };
 }
