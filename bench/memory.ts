@@ -15,10 +15,10 @@
  * again at a steady `SERVING_RATE` for `<serve seconds>` (0: not served), the resident set read at the end. The
  * second is what an instance holding those keys keeps while it works: V8's memory reducer, which gives back the young
  * generation and the pooled pages a fill grew once a process goes idle, does not run while decisions keep coming
- * (measured on Node 22: 166 MB after a fill, 172-178 MB after a minute at 200 decisions a second, 89 MB idle). The process also reports the memory limit
- * it runs under (`process.constrainedMemory()`, its cgroup's) and the heap limit V8 chose from it: V8 sizes its young
- * generation from the memory it sees, so run.ts runs this process once in a cgroup of the function app's instance
- * memory as well as on the host's.
+ * (measured on Node 22: 166 MB after a fill, 172-178 MB after a minute at 200 decisions a second, 89 MB idle).
+ * The process also reports the memory limit it runs under (`process.constrainedMemory()`, its cgroup's) and the heap
+ * limit V8 chose from it: V8 sizes its young generation from the memory it sees, so run.ts runs this process once in
+ * a cgroup of the function app's instance memory as well as on the host's.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
