@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportSPKI, generateKeyPair } from 'jose';
 import { DOCUMENTED_WRITE_LIMIT, TokenBucket } from '../fleet/throttle.js';
-import { cleanEnv, round, runNodeChild } from './lib.js';
+import { cleanEnv, formatNumber, round, runNodeChild } from './lib.js';
 import { createTestCa, startKeyVaultStandin, startManagedIdentityStandin } from './support.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -166,7 +166,7 @@ export function fleetTargets(r: FleetBenchResult): Record<string, { target: stri
 
 /** Rows for run.ts's table: #, what, rate /s, p50 ms, p99 ms, errors, notes. */
 export function fleetRows(r: FleetBenchResult): string[][] {
-  const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const n = formatNumber;
   return [
     ['10', `fleet import, ${n(r.keys)} keys, limit ${r.limit.writes}/${r.limit.windowMs} ms, ${r.concurrency} at once`, n(r.import.writesPerSecond, 1), '', '', n(r.import.failed),
       `${n(r.import.fractionOfLimit * 100, 1)}% of the limit; ${n(r.import.vault429)} x 429 (${n(r.import.fraction429 * 100, 2)}%); peak ${r.import.peakWindowWrites} in a window; ${n(r.import.listCalls)} list calls`],

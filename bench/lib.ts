@@ -29,6 +29,10 @@ export class Samples {
   }
 }
 
+/** A figure as the bench's table prints it: thousands grouped, exactly `digits` decimals. */
+export const formatNumber = (value: number, digits = 0): string =>
+  value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
 export const round = (value: number, digits = 0): number => {
   const f = 10 ** digits;
   return Math.round(value * f) / f;

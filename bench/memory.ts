@@ -149,7 +149,7 @@ async function serve(seconds: number, bodies: readonly string[]): Promise<{ deci
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  return { decisions, refused, rssMB: process.memoryUsage().rss / MB, newSpaceMB: newSpaceSizeMB() };
+  return { decisions, refused, rssMB: snapshot().rssMB, newSpaceMB: newSpaceSizeMB() };
 }
 const serving = await serve(serveSeconds, servedBodies);
 const constrained = process.constrainedMemory();
@@ -178,7 +178,7 @@ process.stdout.write(
     servingRefused: serving.refused,
     servingRssMB: serving.rssMB,
     servingNewSpaceMB: serving.newSpaceMB,
-    // 0 when no limit applies (Node's documented value), then V8 sized its heap from the host's memory.
+    // Null when no limit applies (Node gives 0, or cgroup v1's near-2^63 "no limit"): V8 sized its heap from the host's memory.
     constrainedMemoryMB: constrained > 0 && constrained < Number.MAX_SAFE_INTEGER ? constrained / MB : null,
     heapSizeLimitMB: getHeapStatistics().heap_size_limit / MB,
   })}\n`,

@@ -34,7 +34,7 @@ import autocannon from 'autocannon';
 import { importSPKI, jwtVerify } from 'jose';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
-import { cleanEnv, createMemoryGroup, percentile, round, runNodeChild, Samples } from './lib.js';
+import { cleanEnv, createMemoryGroup, formatNumber, percentile, round, runNodeChild, Samples } from './lib.js';
 import { pacedLoad } from './paced.js';
 import { fleetBench, fleetPlan, fleetRows, fleetTargets, type FleetBenchResult } from './fleet.js';
 import { DEMO_TARGET_SECONDS, demoDuration, type DemoResult } from './demo.js';
@@ -621,7 +621,7 @@ function memoryTarget(m: MemoryResult): { target: string; value: number; met: bo
 }
 
 function memoryText(run: MemoryRun): string {
-  const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const n = formatNumber;
   return (
     `RSS ${n(run.rssMB, 1)} MB after the fill, ${n(run.servingRssMB, 1)} MB after ${n(run.servingSeconds)} s serving ${n(run.servingRate)} decisions/s ` +
     `(heap ${n(run.heapUsedMB, 1)} MB, ${n(run.heapBytesPerKey)} B/key; young generation ${n(run.newSpaceMB, 1)} MB, V8 heap limit ${n(run.heapSizeLimitMB)} MB; empty ${n(run.baselineRssMB, 1)} MB)`
@@ -966,7 +966,7 @@ function machine() {
 
 function table(results: Results): string {
   const { floor: f, python: py, handler: h, http: w, storm: s, memory: m, coldStart: c, package: z, cpu, ratios: r } = results;
-  const n = (v: number, d = 0) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const n = formatNumber;
   const us = (v: number | null) => (v === null ? 'n/a (no /proc)' : `${n(v)} µs`);
   const x = (v: number | null) => (v === null || !Number.isFinite(v) ? 'n/a' : `${n(v, 2)}x`);
   const rows: string[][] = [
@@ -1036,7 +1036,7 @@ interface Results {
 
 /** `--only cpu|memory`: one comparison, quickly, for working on it; the full run stays the figure of record. */
 async function onlySection(only: 'cpu' | 'memory', keyDir: string, bodies: readonly string[], devices: readonly TestDevice[], workDir: string, startedAt: string): Promise<void> {
-  const n = (v: number | null, d = 0) => (v === null ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+  const n = (v: number | null, d = 0) => (v === null ? 'n/a' : formatNumber(v, d));
   let figures: Record<string, unknown>;
   let summary: string;
   if (only === 'memory') {
