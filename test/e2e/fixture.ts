@@ -54,7 +54,8 @@ export interface Flow {
   readonly keysDir: string;
   readonly functionKey: string;
   readonly webhook: BundledFunction;
-  readonly webhookLog: Record<string, unknown>[];
+  /** The webhook's decision lines so far, once every line it logged before the call has arrived (bundle-host.ts). */
+  webhookLog(): Promise<readonly Record<string, unknown>[]>;
   readonly dpsLog: string[];
   dps?: LocalDps;
   /** Starts (or restarts) the local DPS with these enrollments; `webhookUrl` defaults to the webhook with its key. */
@@ -63,7 +64,7 @@ export interface Flow {
   /** Registers through the sample device; never throws for a DPS/webhook refusal, only for a bug. */
   register(options: Omit<RegisterOptions, 'idScope' | 'host' | 'caFile'> & { host?: string }): Promise<Outcome>;
   /** Every log line either server wrote, for secret checks. */
-  allLogText(): string;
+  allLogText(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -100,7 +101,10 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
     keysDir,
     functionKey,
     webhook,
-    webhookLog,
+    webhookLog: async () => {
+      await webhook.settled();
+      return webhookLog;
+    },
     dpsLog,
     webhookUrl: (base = webhook.url, key = functionKey) => `${base}?code=${encodeURIComponent(key)}`,
     async startDps(enrollments, options = {}) {
@@ -120,6 +124,7 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
     async register(options) {
       const dps = flow.dps;
       if (dps === undefined) throw new Error('startDps first');
+      await webhook.settled();
       const seen = webhookLog.length;
       const transport = options.transport ?? 'http';
       let result: RegisterResult | undefined;
@@ -137,6 +142,7 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
         if (!(e instanceof SampleDeviceError)) throw e;
         error = e;
       }
+      await webhook.settled();
       const mine = webhookLog.slice(seen);
       const last = mine.at(-1);
       return {
@@ -146,7 +152,10 @@ export async function startFlow(env: Readonly<Record<string, string>> = {}): Pro
         webhookCalls: mine.length,
       };
     },
-    allLogText: () => [...rawWebhookLog, ...dpsLog].join('\n'),
+    allLogText: async () => {
+      await webhook.settled();
+      return [...rawWebhookLog, ...dpsLog].join('\n');
+    },
     async close() {
       await flow.dps?.close();
       await webhook.close();

@@ -185,7 +185,7 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
     expect(error!.message).toContain('the webhook URL lacks a valid function key');
     // The host refuses before the webhook decides; its log says so.
     expect(webhookCalls).toBe(1);
-    expect(flow.webhookLog.at(-1)).toMatchObject({ outcome: 'unauthorized', status: 401 });
+    expect((await flow.webhookLog()).at(-1)).toMatchObject({ outcome: 'unauthorized', status: 401 });
   });
 
   test('nothing listening at the DPS address is unreachable (exit 4)', async () => {
@@ -245,8 +245,8 @@ describe('webhook availability', () => {
   });
 });
 
-test('no key, SAS, function key or token ever reached a webhook or DPS log line', () => {
-  const logs = flow.allLogText();
+test('no key, SAS, function key or token ever reached a webhook or DPS log line', async () => {
+  const logs = await flow.allLogText();
   expect(logs.length).toBeGreaterThan(0);
   const secrets = [
     individualKey,

@@ -26,16 +26,19 @@ describe('the Functions host stand-in, serving the bundle', () => {
     expect(byQuery.status).toBe(200);
     expect(HUBS).toContain((JSON.parse(byQuery.text) as { iotHubHostName: string }).iotHubHostName);
     expect((await post(fn.url, body, { 'x-functions-key': KEY })).status).toBe(200);
+    await fn.settled();
     expect(lines.filter((l) => l.includes('"outcome":"assigned"'))).toHaveLength(2);
   });
 
   test('refuses a missing or wrong key (401), another method (405) and another path (404) without invoking the function', async () => {
+    await fn.settled();
     const before = lines.filter((l) => l.includes('"durationMs"')).length;
     expect((await post(fn.url, '{}')).status).toBe(401);
     expect((await post(`${fn.url}?code=wrong`, '{}')).status).toBe(401);
     expect((await fetch(`${fn.url}?code=${KEY}`)).status).toBe(405);
     expect((await post(fn.url.replace('/api/validatejwt', '/api/other') + `?code=${KEY}`, '{}')).status).toBe(404);
     // Decision lines carry durationMs; none was written, so the function never ran.
+    await fn.settled();
     expect(lines.filter((l) => l.includes('"durationMs"')).length).toBe(before);
   });
 });

@@ -116,7 +116,7 @@ describe('what the Python SDK sends without a payload ("payload": null), as docs
         req.on('error', reject);
         req.end(body);
       });
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const put = await call('PUT', `/${dps.idScope}/registrations/hub-0042/register?api-version=2019-03-31`, JSON.stringify({ registrationId: 'hub-0042', payload: null }));
     expect(put.status).toBe(202);
     let got = put;
@@ -125,7 +125,7 @@ describe('what the Python SDK sends without a payload ("payload": null), as docs
       got = await call('GET', `/${dps.idScope}/registrations/hub-0042/operations/${put.body.operationId}?api-version=2019-03-31`);
     }
     expect(got.body).toMatchObject({ status: 'failed', registrationState: { errorCode: 400207 } });
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['token_missing']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['token_missing']);
   });
 });
 

@@ -135,7 +135,7 @@ const CASES = [
 describe.each(CASES)('the unmodified Python SDK over $over: $title', ({ id, key, websockets }) => {
   test.skipIf(websockets && !withWebSockets)('registers (assigned by the webhook), then on its hub reads the twin the webhook set, follows a desired patch, sends telemetry', async () => {
     const dps = flow.dps!;
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     let pushed: number | undefined;
     let pushError: unknown;
     const telemetry = { deviceId: id, temperature: 21.5, seq: 1 };
@@ -164,7 +164,7 @@ describe.each(CASES)('the unmodified Python SDK over $over: $title', ({ id, key,
     expect(typeof assigned.payload).toBe('string');
     expect(JSON.parse(assigned.payload as string)).toMatchObject({ algorithm: 'ES256' });
     expect(HUBS).toContain(assigned.assignedHub);
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['assigned']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['assigned']);
     times.push({ name: id, ms: assigned.ms as number });
 
     // The hub: the twin the webhook set, then the patch as pushed, then the telemetry recorded.
@@ -190,7 +190,7 @@ describe('refusals the Python SDK reports', () => {
   ];
   test.for(WRONG_KEY)('a wrong key over $over: DPS refuses the SAS (401002) and the SDK raises its own ClientError; the webhook is never called', { timeout: 180_000 }, async ({ stranger, websockets }, ctx) => {
     if (websockets && !withWebSockets) ctx.skip();
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runDevice({ registrationId: stranger, symmetricKey: randomKey(), websockets, jwt: await sampleToken(stranger) });
     expect(run.code).toBe(1);
     expect(run.events.map((e) => e.event)).toEqual(['error']);
@@ -204,13 +204,13 @@ describe('refusals the Python SDK reports', () => {
     expect(run.events[0]!.causeMessage).toContain('401');
     // Refused for its signature, not for anything else about the token the SDK made.
     expect(flow.dpsLog.filter((l) => l.includes(stranger))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
-    expect(flow.webhookLog.length).toBe(seen);
+    expect((await flow.webhookLog()).length).toBe(seen);
     const last = flow.dps!.registrations().filter((r) => r.registrationId === stranger);
     expect(last).toEqual([]);
   });
 
-  test('no key, token or SAS reached the webhook\'s or the DPS\'s log, nor the device\'s output', () => {
-    const logs = flow.allLogText();
+  test('no key, token or SAS reached the webhook\'s or the DPS\'s log, nor the device\'s output', async () => {
+    const logs = await flow.allLogText();
     expect(logs).toContain(INDIVIDUAL);
     for (const secret of [individualKey, groupKey, ...tokens]) expect(logs).not.toContain(secret);
     expect(logs).not.toMatch(/sig=|SharedAccessSignature sr=/);

@@ -55,8 +55,8 @@ function dpsArgs(id: string): string[] {
   return ['--registration-id', id, '--id-scope', ID_SCOPE, '--private-key', devices.get(id)!.privateKeyFile, '--host', dps.mqttHost, '--ca', dps.caFile];
 }
 
-function webhookReasonFor(id: string): string | undefined {
-  const mine = flow.webhookLog.filter((l) => l.registrationId === id || (l as { registration_id?: string }).registration_id === id);
+async function webhookReasonFor(id: string): Promise<string | undefined> {
+  const mine = (await flow.webhookLog()).filter((l) => l.registrationId === id || (l as { registration_id?: string }).registration_id === id);
   const last = mine.at(-1);
   return typeof last?.code === 'string' ? last.code : undefined;
 }
@@ -154,12 +154,12 @@ describe('Ctrl-C', () => {
 
 describe('refusals, with the documented exit codes', () => {
   test('a wrong symmetric key: DPS 401002, exit 5 (unauthorized), the webhook never called', async () => {
-    const calls = flow.webhookLog.length;
+    const calls = (await flow.webhookLog()).length;
     const out = await runBinary(build.bin, ['register', ...dpsArgs('c-0002'), '--symmetric-key', randomKey()]);
     expect(out.code).toBe(5);
     expect(out.stderr).toContain('registration of c-0002 failed: DPS error 401002 Unauthorized');
     expect(out.stderr).toContain('hint: Check --id-scope and --registration-id');
-    expect(flow.webhookLog.length).toBe(calls);
+    expect((await flow.webhookLog()).length).toBe(calls);
     assertNoSecret(out);
   });
 
@@ -169,7 +169,7 @@ describe('refusals, with the documented exit codes', () => {
     const error = JSON.parse(out.stdout) as Record<string, unknown>;
     expect(error).toMatchObject({ ok: false, code: 'refused', exitCode: 6, dpsErrorCode: 400207, dpsStatus: 'failed' });
     expect(out.stderr).toContain('DPS error 400207 CustomAllocationFailed: the webhook refused this device');
-    expect(webhookReasonFor('c-0002')).toBe('token_signature_invalid');
+    expect(await webhookReasonFor('c-0002')).toBe('token_signature_invalid');
     assertNoSecret(out);
   });
 
@@ -195,17 +195,17 @@ describe('refusals, with the documented exit codes', () => {
       const out = await runBinary(build.vectors, ['register', '--token-file', file, '--registration-id', 'c-0002', '--id-scope', ID_SCOPE, '--host', dps.mqttHost, '--ca', dps.caFile, '--symmetric-key', individualKey]);
       expect(out.code, out.stderr).toBe(6);
       expect(out.stderr).toContain('DPS error 400207');
-      expect(webhookReasonFor('c-0002')).toBe(reason);
+      expect(await webhookReasonFor('c-0002')).toBe(reason);
     }
   });
 
   test('a disabled enrollment: exit 8, the webhook never called; a webhook URL without the right function key: 400209, exit 7', async () => {
-    const calls = flow.webhookLog.length;
+    const calls = (await flow.webhookLog()).length;
     const off = await runBinary(build.bin, ['register', ...dpsArgs('c-off'), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(off.code).toBe(8);
     expect(JSON.parse(off.stdout)).toMatchObject({ ok: false, code: 'disabled', exitCode: 8, dpsStatus: 'disabled' });
     expect(off.stderr).toContain('registration of c-off failed: the enrollment or registration is disabled in DPS');
-    expect(flow.webhookLog.length).toBe(calls);
+    expect((await flow.webhookLog()).length).toBe(calls);
     const badcode = await runBinary(build.bin, ['register', ...dpsArgs('c-badcode'), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(badcode.code).toBe(7);
     expect(JSON.parse(badcode.stdout)).toMatchObject({ ok: false, code: 'webhook_misconfigured', exitCode: 7, dpsErrorCode: 400209 });
@@ -259,11 +259,11 @@ describe('refusals, with the documented exit codes', () => {
     expect(stray.code).toBe(2);
     expect(stray.stderr).toContain('found a stray argument');
     assertNoSecret(stray);
-    const calls = flow.webhookLog.length;
+    const calls = (await flow.webhookLog()).length;
     const count = await runBinary(build.bin, ['run', ...dpsArgs('c-0002'), '--count', 'five'], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(count.code).toBe(2);
     expect(count.stderr).toContain('--count must be a whole number, got "five"');
-    expect(flow.webhookLog.length).toBe(calls); // refused before registering
+    expect((await flow.webhookLog()).length).toBe(calls); // refused before registering
     const none = await runBinary(build.bin, ['register', ...dpsArgs('c-0002')]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('--symmetric-key or --group-key is required (or set DEVICE_SYMMETRIC_KEY / DEVICE_GROUP_KEY)');

@@ -135,10 +135,10 @@ describe.each(['sample-device keygen', 'scripts/keygen.sh', 'openssl ecparam (SE
     // ...and the Node token sent by the C sample's DPS client.
     const tokenFile = join(flow.work, `${s.id}.jwt`);
     await writeFile(tokenFile, nodeJwt, { mode: 0o600 });
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const viaC = await runBinary(build.vectors, ['register', '--token-file', tokenFile, '--registration-id', s.id, '--id-scope', ID_SCOPE, '--host', dps.mqttHost, '--ca', dps.caFile, '--symmetric-key', key]);
     expect(viaC.code, viaC.stderr).toBe(0);
     expect(JSON.parse(viaC.stdout)).toMatchObject({ status: 'assigned', deviceId: s.id });
-    expect(flow.webhookLog.slice(seen).at(-1)?.code).toBe('assigned');
+    expect((await flow.webhookLog()).slice(seen).at(-1)?.code).toBe('assigned');
   });
 });

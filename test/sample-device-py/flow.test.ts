@@ -89,7 +89,7 @@ const CASES = [
 
 describe.each(CASES)('the Python sample, $title', ({ id, env, attestation }) => {
   test('`run`: assigned by the webhook, then on its hub reads the desired properties the webhook set, reports, and sends telemetry the hub records', async () => {
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPy(['run', ...registerArgs(id), '--hub-host', hubAddress, '--count', '1', '--json'], env());
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout) as { ok: boolean; registration: Record<string, any>; connection: Record<string, any> };
@@ -99,7 +99,7 @@ describe.each(CASES)('the Python sample, $title', ({ id, env, attestation }) => 
     expect(out.registration).toMatchObject({ registrationId: id, deviceId: id, status: 'assigned', substatus: 'initialAssignment', attestation, transport: 'mqtt', host: dpsAddress });
     expect(HUBS).toContain(out.registration.assignedHub);
     expect(out.registration.payload).toMatchObject({ algorithm: 'ES256' });
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['assigned']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['assigned']);
 
     // The hub: the desired properties the webhook set, the reported ones, one telemetry message recorded.
     const dps = flow.dps!;
@@ -160,29 +160,29 @@ describe('start to assigned, the Python and the Node sample against the same loc
 
 describe('refusals, with the documented exit codes', () => {
   test('a tampered token: DPS reports failed (exit 6, refused); the webhook refused it for its signature', async () => {
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPyReplacingToken('tamper', { keyFile: devices.get(OTHER)!.privateKeyFile, id: OTHER }, ['register', ...registerArgs(INDIVIDUAL), '--json'], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(run.code, run.stderr).toBe(6);
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'refused', exitCode: 6, dpsStatus: 'failed' });
     expect(run.stderr).toMatch(/DPS reported status failed: the webhook refused this device/);
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['token_signature_invalid']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['token_signature_invalid']);
   }, 180_000);
 
   test('another device\'s valid token (signed with its own key, for its own id): exit 6, refused', async () => {
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPyReplacingToken('other', { keyFile: devices.get(OTHER)!.privateKeyFile, id: OTHER }, ['register', ...registerArgs(INDIVIDUAL)], { DEVICE_SYMMETRIC_KEY: individualKey });
     expect(run.code, run.stderr).toBe(6);
     // Checked against the registering device's own key, the other device's signature cannot verify (as in test/e2e/flow).
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['token_signature_invalid']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['token_signature_invalid']);
   }, 180_000);
 
   test('a wrong symmetric key: DPS refuses the SAS (exit 5, unauthorized) and never calls the webhook', async () => {
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPy(['register', ...registerArgs(STRANGER), '--json'], { DEVICE_SYMMETRIC_KEY: randomKey() });
     expect(run.code, run.stderr).toBe(5);
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'unauthorized', exitCode: 5, httpStatus: 401 });
     expect(flow.dpsLog.filter((l) => l.includes(STRANGER))).toEqual([expect.stringMatching(/rejected errorCode=401002 \(SharedAccessSignature signature does not match\)/)]);
-    expect(flow.webhookLog.length).toBe(seen);
+    expect((await flow.webhookLog()).length).toBe(seen);
   }, 180_000);
 
   test('--timeout gives up on a registration DPS keeps waiting on: exit 10', async () => {
@@ -193,11 +193,11 @@ describe('refusals, with the documented exit codes', () => {
   }, 180_000);
 
   test('a disabled enrollment: exit 8 (disabled), the webhook never called', async () => {
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPy(['register', ...registerArgs(DISABLED), '--json'], { DEVICE_SYMMETRIC_KEY: disabledKey });
     expect(run.code, run.stderr).toBe(8);
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, code: 'disabled', exitCode: 8, dpsStatus: 'disabled' });
-    expect(flow.webhookLog.length).toBe(seen);
+    expect((await flow.webhookLog()).length).toBe(seen);
   }, 180_000);
 
   test('without --ca the local DPS\'s certificate is not trusted: exit 4 (unreachable), with the hint', async () => {
@@ -214,10 +214,10 @@ describe('refusals, with the documented exit codes', () => {
     expect(run.stderr).toContain(`the hub refused ${INDIVIDUAL} on ${hub} via ${hubAddress}: not authorized (CONNACK 5)`);
   }, 180_000);
 
-  test('no key, token or SAS in anything the sample printed, nor in the webhook\'s or the DPS\'s log', () => {
+  test('no key, token or SAS in anything the sample printed, nor in the webhook\'s or the DPS\'s log', async () => {
     const printed = outputs.join('\n');
     expect(printed).toContain(INDIVIDUAL);
-    const logs = flow.allLogText();
+    const logs = await flow.allLogText();
     for (const secret of [individualKey, groupKey, strangerKey, disabledKey]) {
       expect(printed).not.toContain(secret);
       expect(logs).not.toContain(secret);

@@ -58,7 +58,7 @@ describe.each([
 ])('the Python sample with --websockets, $title', ({ id, env, attestation }) => {
   test('`run --websockets`: assigned over MQTT over WebSockets, then on its hub reads the desired properties and sends telemetry the hub records', async (ctx) => {
     if (unavailable !== undefined) ctx.skip(unavailable);
-    const seen = flow.webhookLog.length;
+    const seen = (await flow.webhookLog()).length;
     const run = await runPy(
       ['run', '--registration-id', id, '--id-scope', ID_SCOPE, '--private-key', devices.get(id)!.privateKeyFile, '--host', dpsAddress, '--ca', flow.dps!.caFile, '--websockets', '--hub-host', hubAddress, '--count', '1', '--json'],
       env(),
@@ -67,7 +67,7 @@ describe.each([
     const out = JSON.parse(run.stdout) as { registration: Record<string, any>; connection: Record<string, any> };
     expect(out.registration).toMatchObject({ status: 'assigned', deviceId: id, attestation, transport: 'mqtt over websockets' });
     expect(HUBS).toContain(out.registration.assignedHub);
-    expect(flow.webhookLog.slice(seen).map((l) => l.code)).toEqual(['assigned']);
+    expect((await flow.webhookLog()).slice(seen).map((l) => l.code)).toEqual(['assigned']);
     expect(out.connection.desired).toEqual({ telemetryInterval: 30, $version: 1 });
     expect(run.stderr).toContain(`connected: ${id} on ${out.registration.assignedHub as string} via ${hubAddress} (MQTT over WebSockets)`);
     const onHub = flow.dps!.hub.device(out.registration.assignedHub as string, id)!;

@@ -13,7 +13,8 @@
  *
  * Run by Node with its types stripped (no build step): `node test/support/functions-host.ts <main>`, the app settings
  * in the environment and the function key in FUNCTIONS_HOST_KEY. Prints "functions host listening on <url>", then
- * every line the function logs (the webhook's decision lines), one per line.
+ * every line the function logs (the webhook's decision lines), one per line. A line `mark <n>` on stdin is answered
+ * with "functions host mark <n>" after them, so a test knows every earlier line has reached it (bundle-host.ts).
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -179,3 +180,12 @@ const server = createServer((req, res) => {
 });
 server.listen(0, '127.0.0.1', () => print(`functions host listening on http://127.0.0.1:${(server.address() as AddressInfo).port}${route}`));
 process.once('SIGTERM', () => server.close(() => process.exit(0)));
+let marksPending = '';
+process.stdin.setEncoding('utf8').on('data', (chunk: string) => {
+  const lines = (marksPending + chunk).split('\n');
+  marksPending = lines.pop()!;
+  for (const line of lines) {
+    const mark = /^mark (\d+)$/.exec(line)?.[1];
+    if (mark !== undefined) print(`functions host mark ${mark}`);
+  }
+});
