@@ -339,13 +339,15 @@ function startHostProcess(keyDir: string, workDir: string, extraEnv: Record<stri
 
 /**
  * The app settings that turn telemetry on, as in Azure (a connection string and Entra ID ingestion), aimed at the
- * loopback stand-ins: the process must trust `certFile` (the stand-in's CA) and get its tokens from `mi`. The
- * exporter's own settings poll goes to the stand-in's egress trap (HTTPS_PROXY), and statsbeat, which probes the VM
- * metadata address off Azure, is off: nothing leaves loopback.
+ * loopback stand-ins: the process must trust `certFile` (the stand-in's CA) and get its tokens from `mi`. Ingestion is
+ * named by its Azure host and reached through the stand-in's tunnel (HTTPS_PROXY), so the exporter gzips each batch
+ * as it does in Azure and the figures include that CPU; to a loopback address it would send uncompressed. The
+ * exporter's own settings poll is refused by the same proxy, and statsbeat, which probes the VM metadata address off
+ * Azure, is off: nothing leaves loopback.
  */
 function telemetryEnv(ingestion: IngestionStandin, mi: { endpoint: string; identityHeader: string }, certFile: string): Record<string, string> {
   return {
-    APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.connectionString,
+    APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.azureConnectionString,
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD',
     IDENTITY_ENDPOINT: mi.endpoint,
     IDENTITY_HEADER: mi.identityHeader,
@@ -851,6 +853,9 @@ interface CpuResult {
     vsWithout: number | null;
     /** Envelopes the ingestion stand-in accepted during the run (spans and metrics). */
     itemsAccepted: number;
+    /** Track requests the stand-in answered, and how many of them came gzip-compressed (all, as in Azure). */
+    tracks: number;
+    gzippedTracks: number;
     blockedEgress: number;
   };
 }
@@ -943,6 +948,8 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
       vsReference: medianOrNull(rounds.map((r) => ratioOf(r.telemetryUs, r.referenceUs))),
       vsWithout: medianOrNull(rounds.map((r) => ratioOf(r.telemetryUs, r.webhookUs))),
       itemsAccepted: standins.ingestion.acceptedCount,
+      tracks: standins.ingestion.requests.length,
+      gzippedTracks: standins.ingestion.requests.filter((r) => r.gzip).length,
       blockedEgress: standins.ingestion.refusedEgress.length,
     },
   };
@@ -997,7 +1004,7 @@ function table(results: Results): string {
     ['9b', 'CPU per decision: each at its own peak', n(cpu.referencePeak.requestsPerSecond), '', '', n(cpu.referencePeak.errors + cpu.referencePeak.non2xx),
       `webhook ${us(cpu.webhookPeakUsPerDecision)} at ${n(w.peak.requestsPerSecond)} /s (4), reference ${us(cpu.referencePeakUsPerDecision)} at the rate shown`],
     ['9c', `CPU per decision: HTTP host with telemetry on, ${n(cpu.rate)} /s`, n(cpu.telemetry.run.requestsPerSecond), n(cpu.telemetry.run.p50Ms, 2), n(cpu.telemetry.run.p99Ms, 2), n(cpu.telemetry.run.errors + cpu.telemetry.run.non2xx),
-      `webhook ${us(cpu.telemetry.usPerDecision)} (${x(cpu.telemetry.vsWithout)} of 9 without; vs reference by round ${roundRatios(cpu.rounds, 'telemetryUs')}); ${n(cpu.telemetry.itemsAccepted)} items accepted by the ingestion stand-in`],
+      `webhook ${us(cpu.telemetry.usPerDecision)} (${x(cpu.telemetry.vsWithout)} of 9 without; vs reference by round ${roundRatios(cpu.rounds, 'telemetryUs')}); ${n(cpu.telemetry.itemsAccepted)} items accepted by the ingestion stand-in, in ${n(cpu.telemetry.gzippedTracks)} of ${n(cpu.telemetry.tracks)} requests gzip-compressed`],
     ...fleetRows(results.fleet),
     ['11', `npm run demo, spawn to exit, ${results.demo.runs} run${results.demo.runs === 1 ? '' : 's'}`, '', '', '', results.demo.allPassed ? '0' : 'failed',
       `median ${n(results.demo.medianSeconds, 1)} s, worst ${n(results.demo.worstSeconds, 1)} s (${results.demo.seconds.map((v) => n(v, 1)).join(', ')})`],

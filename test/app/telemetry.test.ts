@@ -6,6 +6,7 @@
  * Loopback only: every other connection is refused and recorded; the exporter's own settings poll goes to the
  * stand-in's egress trap (HTTPS_PROXY), never off the machine.
  */
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebhook, startWebhook, type Webhook } from '../../functions/app/compose.js';
@@ -13,7 +14,7 @@ import { ConfigError, loadConfig, loadTelemetryConfig } from '../../functions/co
 import { deviceSecretName } from '../../functions/keys/names.js';
 import { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signToken, type TestDevice } from '../support/devices.js';
 import { startBundledFunction } from '../support/bundle-host.js';
-import { startIngestionStandin, type Envelope, type IngestionStandin } from '../support/ingestion-standin.js';
+import { AZURE_INGESTION_HOST, startIngestionStandin, type Envelope, type IngestionStandin } from '../support/ingestion-standin.js';
 import { startKeyVaultStandin, type KeyVaultStandin } from '../support/keyvault-standin.js';
 import { guardLoopback } from '../support/loopback-guard.js';
 import { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../support/managed-identity-standin.js';
@@ -147,6 +148,21 @@ describe('each decision, as Azure Monitor receives it', () => {
     const tokenPart = (b: string) => /"(eyJ[^"]+)"/.exec(b)?.[1];
     for (const b of bodies.slice(0, 3)) expect(sent).not.toContain(tokenPart(b)!.split('.')[2]!);
     expect(sent).not.toMatch(/PRIVATE KEY|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.|code=|x-functions-key/i);
+    expect(guard.blocked).toEqual([]);
+  });
+
+  it('sent to ingestion by its Azure name, the batch goes gzip-compressed, as in Azure, and is taken whole', async () => {
+    const webhook = await webhookWith({ DEVICE_KEYS_DIR: dir, ...telemetryEnv(ingestion, 'azure-name-fn'), APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.azureConnectionString });
+    const [one] = devices as [TestDevice];
+    expect((await webhook.handle({ body: await body(one), contentType: 'application/json' })).status).toBe(200);
+    await webhook.telemetry!.flush();
+    await ingestion.waitFor((a) => decisionsOf(a).some((s) => s.tags?.['ai.cloud.role'] === 'azure-name-fn'));
+    const ofRole = (r: (typeof ingestion.requests)[number]) => r.envelopes.some((e) => e.tags?.['ai.cloud.role'] === 'azure-name-fn');
+    const track = ingestion.requests.find((r) => ofRole(r) && decisionsOf(r.envelopes).length > 0)!;
+    expect(track).toMatchObject({ status: 200, gzip: true, authorization: expect.stringMatching(/^Bearer /) });
+    expect(ingestion.tunnelled).toContain(`${AZURE_INGESTION_HOST}:443`);
+    // Sent to the loopback address instead, the exporter does not compress: the other tests' batches.
+    expect(ingestion.requests.filter((r) => r.status === 200 && !ofRole(r) && r.envelopes.length > 0).every((r) => !r.gzip)).toBe(true);
     expect(guard.blocked).toEqual([]);
   });
 
@@ -299,6 +315,23 @@ describe('ingestion refuses what it should, and a decision never waits for it', 
     expect((await post(gzipSync(JSON.stringify([good(4)])), { ...bearer, 'content-encoding': 'gzip' })).status).toBe(200);
     expect((await post(JSON.stringify([good()]), bearer, `${ingestion.origin}/v2.1/other`)).status).toBe(404);
     expect((await fetch(url, { headers: bearer })).status).toBe(405);
+  });
+
+  it('the egress trap tunnels only the Azure ingestion host, to the stand-in; any other CONNECT is 403 and recorded', async () => {
+    const proxy = new URL(ingestion.egressProxy);
+    const connectTo = (target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(proxy.port), proxy.hostname, () => socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`));
+        socket.once('data', (chunk: Buffer) => {
+          resolve(chunk.toString('latin1').split('\r\n')[0]!);
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    expect(await connectTo('settings.sdk.monitor.azure.com:443')).toBe('HTTP/1.1 403 Forbidden');
+    expect(await connectTo(`${AZURE_INGESTION_HOST}:80`)).toBe('HTTP/1.1 403 Forbidden');
+    expect(ingestion.refusedEgress).toEqual(expect.arrayContaining(['settings.sdk.monitor.azure.com:443', `${AZURE_INGESTION_HOST}:80`]));
+    expect(await connectTo(`${AZURE_INGESTION_HOST}:443`)).toBe('HTTP/1.1 200 Connection Established');
   });
 });
 

@@ -116,6 +116,9 @@ describe('npm run bench --quick', () => {
     expect(withTelemetry.run!.errors).toBe(0);
     expect(withTelemetry.run!.non2xx).toBe(0);
     expect(withTelemetry.itemsAccepted as unknown as number).toBeGreaterThan(0);
+    // Sent as in Azure: every batch compressed, so the figure includes the exporter's gzip.
+    expect(withTelemetry.tracks as unknown as number).toBeGreaterThan(0);
+    expect(withTelemetry.gzippedTracks).toBe(withTelemetry.tracks);
     if (process.platform === 'linux') expectNumbers(withTelemetry as unknown as Record<string, unknown>, ['usPerDecision', 'vsReference', 'vsWithout'], 'cpu.telemetry');
 
     // The demo ran as a user runs it and passed; its seconds are figures, not a gate.

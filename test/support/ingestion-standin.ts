@@ -39,10 +39,17 @@
  * configurationWorker.ts, no setting turns it off) through @azure/core-rest-pipeline's proxyPolicy, which honours
  * HTTPS_PROXY / NO_PROXY: a process given HTTPS_PROXY=<egressProxy> and NO_PROXY=127.0.0.1,localhost keeps it on
  * loopback.
+ *
+ * Ingestion by its Azure name (`azureConnectionString`): the trap tunnels a CONNECT to AZURE_INGESTION_HOST:443, and
+ * only that, to this stand-in, whose certificate also names that host. The exporter gzips a batch only when the URL is
+ * an Azure ingestion host (gzipHttpClient.ts `isIngestionUrl`: https, /v2/track or /v2.1/track, a host ending in
+ * one of Declarations/Constants.ts ALLOWED_REDIRECT_DOMAIN_SUFFIX_GROUPS, such as .applicationinsights.azure.com),
+ * so this is the way it sends in Azure: compressed, and compressing costs CPU. The name is never looked up: through a
+ * proxy the client hands it to the proxy in the CONNECT line.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { createTestCa, issueLocalhostCertificate, processTrustedCa, type TestCa } from './keyvault-standin.js';
 
@@ -84,6 +91,8 @@ export interface IngestionStandin {
   readonly instrumentationKey: string;
   /** A connection string naming this stand-in as IngestionEndpoint. */
   readonly connectionString: string;
+  /** A connection string naming AZURE_INGESTION_HOST, reached through `egressProxy`'s tunnel (see the header). */
+  readonly azureConnectionString: string;
   /** http://127.0.0.1:<port> of the egress trap (see the header). */
   readonly egressProxy: string;
   /** Every envelope accepted so far, in arrival order (none kept with `retain: false`). */
@@ -91,6 +100,8 @@ export interface IngestionStandin {
   /** How many envelopes were accepted so far. */
   readonly acceptedCount: number;
   readonly requests: readonly TrackRequest[];
+  /** CONNECT targets the egress trap tunnelled to this stand-in (AZURE_INGESTION_HOST:443). */
+  readonly tunnelled: readonly string[];
   /** CONNECT targets the egress trap refused. */
   readonly refusedEgress: readonly string[];
   /** Resolves once `predicate` holds for the accepted envelopes (checked on every arrival). */
@@ -100,6 +111,8 @@ export interface IngestionStandin {
 }
 
 const DEFAULT_IKEY = '00000000-0000-4000-8000-0000000a1b2c';
+/** A regional ingestion host as the portal's connection strings name them (Learn: azure-monitor/app/connection-strings). */
+export const AZURE_INGESTION_HOST = 'westeurope-5.in.applicationinsights.azure.com';
 const MONITOR_AUDIENCES = new Set(['https://monitor.azure.com', 'https://monitor.azure.com/']);
 
 function claimsOf(token: string): { aud?: string; appid?: string } | undefined {
@@ -120,8 +133,9 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 export async function startIngestionStandin(options: IngestionStandinOptions = {}): Promise<IngestionStandin> {
   const ikey = options.instrumentationKey ?? DEFAULT_IKEY;
   const ca = options.ca ?? processTrustedCa() ?? (await createTestCa());
-  const cert = await issueLocalhostCertificate(ca);
+  const cert = await issueLocalhostCertificate(ca, [AZURE_INGESTION_HOST]);
   const accepted: Envelope[] = [];
+  const tunnelled: string[] = [];
   const requests: TrackRequest[] = [];
   const refusedEgress: string[] = [];
   const waiters: Array<{ predicate: (a: readonly Envelope[]) => boolean; resolve: () => void }> = [];
@@ -214,9 +228,23 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
   const port = (server.address() as AddressInfo).port;
 
   const trap: HttpServer = createHttpServer((_req, res) => send(res, 403, { message: 'egress refused (loopback only)' }));
-  trap.on('connect', (req: IncomingMessage, socket: Socket) => {
-    refusedEgress.push(req.url ?? '');
-    socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
+  trap.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (req.url?.toLowerCase() !== `${AZURE_INGESTION_HOST}:443`) {
+      refusedEgress.push(req.url ?? '');
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    tunnelled.push(req.url);
+    const upstream = connectTcp(port, '127.0.0.1', () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      socket.pipe(upstream).pipe(socket);
+    });
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    const drop = () => (socket.destroy(), upstream.destroy());
+    socket.once('error', drop);
+    upstream.once('error', drop);
   });
   await new Promise<void>((ok) => trap.listen(0, '127.0.0.1', ok));
   const trapPort = (trap.address() as AddressInfo).port;
@@ -226,7 +254,9 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
     origin,
     instrumentationKey: ikey,
     connectionString: `InstrumentationKey=${ikey};IngestionEndpoint=${origin}/;LiveEndpoint=${origin}/`,
+    azureConnectionString: `InstrumentationKey=${ikey};IngestionEndpoint=https://${AZURE_INGESTION_HOST}/;LiveEndpoint=https://${AZURE_INGESTION_HOST}/`,
     egressProxy: `http://127.0.0.1:${trapPort}`,
+    tunnelled,
     accepted,
     get acceptedCount() {
       return acceptedCount;

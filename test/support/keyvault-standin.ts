@@ -60,7 +60,8 @@ export function processTrustedCa(): TestCa | undefined {
 }
 
 /** A server certificate for localhost / 127.0.0.1 / ::1 signed by `ca`. */
-export async function issueLocalhostCertificate(ca: TestCa): Promise<{ certPem: string; keyPem: string }> {
+/** A server certificate for localhost, 127.0.0.1 and ::1, and for `dnsNames` (a stand-in reached by a service's own name through a tunnel). */
+export async function issueLocalhostCertificate(ca: TestCa, dnsNames: readonly string[] = []): Promise<{ certPem: string; keyPem: string }> {
   const now = Date.now();
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
     keyType: 'ec',
@@ -73,7 +74,7 @@ export async function issueLocalhostCertificate(ca: TestCa): Promise<{ certPem: 
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] },
+      { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, ...dnsNames.map((value) => ({ type: 2 as const, value })), { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] },
     ],
   });
   return { certPem: pems.cert, keyPem: pems.private };
