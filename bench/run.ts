@@ -11,7 +11,8 @@
  *                 after serving at a steady rate; in a cgroup of the function app's instance memory (2048 MB) and
  *                 on the host's memory
  *   7. cold start process start to the first device admitted through the Key Vault stand-in, bundled and not, each
- *                 without and with telemetry (APPLICATIONINSIGHTS_CONNECTION_STRING to the loopback ingestion stand-in)
+ *                 without and with telemetry (APPLICATIONINSIGHTS_CONNECTION_STRING naming an Azure ingestion host,
+ *                 tunnelled to the loopback ingestion stand-in)
  *   8. package    the deploy zip (dist/app.zip): size and files, beside what the unbundled app deployed
  *   9. CPU        CPU time per decision of the HTTP host against one raw jose verification and against a minimal
  *                 node:http + jose server, and of the host with telemetry on (every decision a trace and metrics,

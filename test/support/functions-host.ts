@@ -20,6 +20,7 @@ import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Module from 'node:module';
+import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
 interface Binding {
@@ -180,12 +181,7 @@ const server = createServer((req, res) => {
 });
 server.listen(0, '127.0.0.1', () => print(`functions host listening on http://127.0.0.1:${(server.address() as AddressInfo).port}${route}`));
 process.once('SIGTERM', () => server.close(() => process.exit(0)));
-let marksPending = '';
-process.stdin.setEncoding('utf8').on('data', (chunk: string) => {
-  const lines = (marksPending + chunk).split('\n');
-  marksPending = lines.pop()!;
-  for (const line of lines) {
-    const mark = /^mark (\d+)$/.exec(line)?.[1];
-    if (mark !== undefined) print(`functions host mark ${mark}`);
-  }
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const mark = /^mark (\d+)$/.exec(line)?.[1];
+  if (mark !== undefined) print(`functions host mark ${mark}`);
 });
