@@ -181,5 +181,7 @@ process.stdout.write(
     // Null when no limit applies (Node gives 0, or cgroup v1's near-2^63 "no limit"): V8 sized its heap from the host's memory.
     constrainedMemoryMB: constrained > 0 && constrained < Number.MAX_SAFE_INTEGER ? constrained / MB : null,
     heapSizeLimitMB: getHeapStatistics().heap_size_limit / MB,
+    // The options Node started with from the environment (the deployed app's NODE_OPTIONS in the instance run).
+    nodeOptions: process.env.NODE_OPTIONS ?? null,
   })}\n`,
 );

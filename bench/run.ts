@@ -596,6 +596,8 @@ interface MemoryRun {
   /** The memory limit the process ran under (its cgroup's), null: none, V8 sized its heap from the host's memory. */
   constrainedMemoryMB: number | null;
   heapSizeLimitMB: number;
+  /** NODE_OPTIONS as the process saw it: scripts/node-options in the instance run, null on the host's defaults. */
+  nodeOptions: string | null;
 }
 
 interface MemoryResult {
@@ -627,7 +629,8 @@ function memoryText(run: MemoryRun): string {
   const n = formatNumber;
   return (
     `RSS ${n(run.rssMB, 1)} MB after the fill, ${n(run.servingRssMB, 1)} MB after ${n(run.servingSeconds)} s serving ${n(run.servingRate)} decisions/s ` +
-    `(heap ${n(run.heapUsedMB, 1)} MB, ${n(run.heapBytesPerKey)} B/key; young generation ${n(run.newSpaceMB, 1)} MB, V8 heap limit ${n(run.heapSizeLimitMB)} MB; empty ${n(run.baselineRssMB, 1)} MB)`
+    `(heap ${n(run.heapUsedMB, 1)} MB, ${n(run.heapBytesPerKey)} B/key; young generation ${n(run.newSpaceMB, 1)} MB, V8 heap limit ${n(run.heapSizeLimitMB)} MB; empty ${n(run.baselineRssMB, 1)} MB` +
+    `${run.nodeOptions === null ? '' : `; NODE_OPTIONS ${run.nodeOptions}`})`
   );
 }
 
@@ -636,23 +639,29 @@ function memorySummary(m: MemoryResult): string {
   return `${instance}; host memory: ${memoryText(m.host)}`;
 }
 
+/** The NODE_OPTIONS line deploy.sh sets on the function app (scripts/node-options: the line that is not a comment). */
+function deployedNodeOptions(): string {
+  return readFileSync(join(repoRoot, 'scripts', 'node-options'), 'utf8').split('\n').filter((line) => line !== '' && !line.startsWith('#')).join(' ');
+}
+
 async function memory(workDir: string): Promise<MemoryResult> {
   const keyFile = join(workDir, 'memory-keys.txt');
   await runNodeChild<{ keys: number }>([join(here, 'memory.js'), 'keygen', String(plan.memoryKeys), keyFile], cleanEnv({}), 600_000);
-  const measure = (cgroup?: string) =>
-    runNodeChild<MemoryRun>(['--expose-gc', join(here, 'memory.js'), 'measure', keyFile, String(options.quick ? 1 : MEMORY_SERVE_SECONDS)], cleanEnv({}), 600_000, cgroup);
+  const measure = (env: NodeJS.ProcessEnv, cgroup?: string) =>
+    runNodeChild<MemoryRun>(['--expose-gc', join(here, 'memory.js'), 'measure', keyFile, String(options.quick ? 1 : MEMORY_SERVE_SECONDS)], env, 600_000, cgroup);
   const group = createMemoryGroup(INSTANCE_MEMORY_MB, 'dps-jwt-bench-memory');
   let instance: MemoryRun | null = null;
   if ('dir' in group) {
     try {
-      instance = await measure(group.dir);
+      // As deployed: the instance's memory and the app's NODE_OPTIONS. The host run keeps Node's own defaults.
+      instance = await measure(cleanEnv({ NODE_OPTIONS: deployedNodeOptions() }), group.dir);
     } finally {
       group.remove();
     }
     // The figure is the instance's only if Node saw the limit (and so handed it to V8).
     if (instance.constrainedMemoryMB !== INSTANCE_MEMORY_MB) throw new Error(`the memory process saw a limit of ${instance.constrainedMemoryMB} MB, not ${INSTANCE_MEMORY_MB}`);
   }
-  const host = await measure();
+  const host = await measure(cleanEnv({}));
   return { instance, instanceMemoryMB: INSTANCE_MEMORY_MB, instanceUnavailable: 'unavailable' in group ? group.unavailable : null, host };
 }
 

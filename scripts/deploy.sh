@@ -42,7 +42,8 @@ Creates what is missing (each resource is looked up first; a second run changes 
                                          "Monitoring Metrics Publisher" on the Application Insights component
   az functionapp config appsettings set  KEY_VAULT_URL, DPS_ID_SCOPE, REPLAY_STORE=table,
                                          REPLAY_TABLE_ACCOUNT_URL, AzureWebJobsStorage__accountName,
-                                         APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD, and the
+                                         APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD,
+                                         NODE_OPTIONS (the line in scripts/node-options), and the
                                          optional ones (only when changed); then the connection string
                                          AzureWebJobsStorage is deleted (identity only)
   npm run package, then az functionapp deployment source config-zip --src dist/app.zip
@@ -78,6 +79,8 @@ Options:
   --jwt-max-lifetime SECS  app setting JWT_MAX_LIFETIME_SECONDS
   --twin-template JSON|@FILE  app setting INITIAL_TWIN_TEMPLATE ({"tags":{...},"properties":{"desired":{...}}})
   --setting NAME=VALUE     any other webhook setting (repeatable), e.g. IOT_HUB_HOSTNAME=...
+                           NODE_OPTIONS defaults to the line in scripts/node-options (it bounds V8's young
+                           generation; docs/deploy.md); --setting NODE_OPTIONS=... replaces it
   --publish-with zip|func  zip (default): az functionapp deployment source config-zip --src dist/app.zip;
                            func: func azure functionapp publish from the unpacked dist/app.zip
   --no-publish             create and configure, publish nothing
@@ -227,6 +230,12 @@ if [[ -n $TWIN_TEMPLATE ]]; then
   fi
   SETTINGS+=("INITIAL_TWIN_TEMPLATE=$TWIN_TEMPLATE")
 fi
+# The Node.js options every app gets (scripts/node-options), unless --setting NODE_OPTIONS=... replaces them.
+NODE_OPTIONS_VALUE=$(grep -v '^#' "$SCRIPT_DIR/node-options")
+for setting in "${EXTRA_SETTINGS[@]}"; do
+  if [[ ${setting%%=*} == NODE_OPTIONS ]]; then NODE_OPTIONS_VALUE=''; fi
+done
+if [[ -n $NODE_OPTIONS_VALUE ]]; then SETTINGS+=("NODE_OPTIONS=$NODE_OPTIONS_VALUE"); fi
 for setting in "${EXTRA_SETTINGS[@]}"; do
   if [[ $setting != *=* ]]; then usage_error "--setting '$setting' must be NAME=VALUE"; fi
   check_match --setting "${setting%%=*}" '^[A-Za-z_][A-Za-z0-9_]*$' 'NAME=VALUE with a NAME of letters, digits and _'

@@ -57,7 +57,7 @@ describe('deploy.sh (Flex Consumption)', () => {
       "az role assignment create --assignee-object-id '<principal-id>' --role 'Key Vault Secrets User' --scope '<vault-id>' --assignee-principal-type ServicePrincipal -o none",
       "az role assignment create --assignee-object-id '<principal-id>' --role 'Storage Table Data Contributor' --scope '<storage-id>' --assignee-principal-type ServicePrincipal -o none",
       "az role assignment create --assignee-object-id '<principal-id>' --role 'Monitoring Metrics Publisher' --scope '<app-insights-id>' --assignee-principal-type ServicePrincipal -o none",
-      `az functionapp config appsettings set -g demo1-rg -n demo1-fn --settings KEY_VAULT_URL=https://demo1-kv.vault.azure.net 'DPS_ID_SCOPE=<id-scope>' AzureWebJobsStorage__accountName=demo1st APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD REPLAY_STORE=table REPLAY_TABLE_ACCOUNT_URL=https://demo1st.table.core.windows.net JWT_MAX_LIFETIME_SECONDS=600 'INITIAL_TWIN_TEMPLATE={"tags":{"fleet":"a"}}' -o none`,
+      `az functionapp config appsettings set -g demo1-rg -n demo1-fn --settings KEY_VAULT_URL=https://demo1-kv.vault.azure.net 'DPS_ID_SCOPE=<id-scope>' AzureWebJobsStorage__accountName=demo1st APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD REPLAY_STORE=table REPLAY_TABLE_ACCOUNT_URL=https://demo1st.table.core.windows.net JWT_MAX_LIFETIME_SECONDS=600 'INITIAL_TWIN_TEMPLATE={"tags":{"fleet":"a"}}' NODE_OPTIONS=--max-semi-space-size=8 -o none`,
       'az functionapp config appsettings delete -g demo1-rg -n demo1-fn --setting-names AzureWebJobsStorage -o none',
       `(cd ${dir} && npm run package)`,
       `(cd ${dir} && az functionapp deployment source config-zip -g demo1-rg -n demo1-fn --src dist/app.zip -o none)`,
@@ -97,7 +97,7 @@ describe('deploy.sh (Flex Consumption)', () => {
       `role assignment create --assignee-object-id PRINCIPAL --role Storage Blob Data Owner --scope ${STORAGE_ID} --assignee-principal-type ServicePrincipal -o none`,
       `role assignment create --assignee-object-id PRINCIPAL --role Storage Table Data Contributor --scope ${STORAGE_ID} --assignee-principal-type ServicePrincipal -o none`,
       `role assignment create --assignee-object-id PRINCIPAL --role Monitoring Metrics Publisher --scope ${AI_ID} --assignee-principal-type ServicePrincipal -o none`,
-      'functionapp config appsettings set -g demo1-rg -n demo1-fn --settings KEY_VAULT_URL=https://demo1-kv.vault.azure.net DPS_ID_SCOPE=0ne00FAKE42 AzureWebJobsStorage__accountName=demo1st APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD REPLAY_STORE=table REPLAY_TABLE_ACCOUNT_URL=https://demo1st.table.core.windows.net JWT_MAX_LIFETIME_SECONDS=600 -o none',
+      'functionapp config appsettings set -g demo1-rg -n demo1-fn --settings KEY_VAULT_URL=https://demo1-kv.vault.azure.net DPS_ID_SCOPE=0ne00FAKE42 AzureWebJobsStorage__accountName=demo1st APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD REPLAY_STORE=table REPLAY_TABLE_ACCOUNT_URL=https://demo1st.table.core.windows.net JWT_MAX_LIFETIME_SECONDS=600 NODE_OPTIONS=--max-semi-space-size=8 -o none',
       'functionapp config appsettings delete -g demo1-rg -n demo1-fn --setting-names AzureWebJobsStorage -o none',
       'functionapp deployment source config-zip -g demo1-rg -n demo1-fn --src dist/app.zip -o none',
       `tag update --resource-id ${APP_ID} --operation Merge --tags dpsJwtWebhookCodeSha256=${state.apps['demo1-fn'].tags.dpsJwtWebhookCodeSha256} -o none`,
@@ -128,6 +128,7 @@ describe('deploy.sh (Flex Consumption)', () => {
       REPLAY_STORE: 'table',
       REPLAY_TABLE_ACCOUNT_URL: 'https://demo1st.table.core.windows.net',
       JWT_MAX_LIFETIME_SECONDS: '600',
+      NODE_OPTIONS: '--max-semi-space-size=8',
     });
     expect(app.tags.dpsJwtWebhookCodeSha256).toMatch(/^[0-9a-f]{64}$/);
     // The operations workbook, on the component, holding the file's JSON.
@@ -167,6 +168,19 @@ describe('deploy.sh (Flex Consumption)', () => {
     ]);
     expect(r.stderr).toContain('replay protection is off; a token can be presented again until it expires');
     expect(box.state().apps['demo1-fn'].settings).not.toHaveProperty('REPLAY_STORE');
+  });
+
+  it('NODE_OPTIONS: scripts/node-options on every run, unless --setting NODE_OPTIONS=... replaces it', () => {
+    expect(box.state().apps['demo1-fn'].settings.NODE_OPTIONS).toBe('--max-semi-space-size=8');
+    const args = [...ARGS.slice(0, -2), '--jwt-max-lifetime', '900', '--project-dir', dir, '--no-replay'];
+    const own = box.run('deploy.sh', [...args, '--setting', 'NODE_OPTIONS=--enable-source-maps']);
+    expect(own.status).toBe(0);
+    // The user's value alone: one NODE_OPTIONS in the write, ours not appended.
+    expect(azLines(own.calls.filter(isWrite))).toEqual(['functionapp config appsettings set -g demo1-rg -n demo1-fn --settings NODE_OPTIONS=--enable-source-maps -o none']);
+    expect(box.state().apps['demo1-fn'].settings.NODE_OPTIONS).toBe('--enable-source-maps');
+    // Without the flag the next run puts the default back.
+    const back = box.run('deploy.sh', args);
+    expect(azLines(back.calls.filter(isWrite))).toEqual(['functionapp config appsettings set -g demo1-rg -n demo1-fn --settings NODE_OPTIONS=--max-semi-space-size=8 -o none']);
   });
 
   it('Node: the newest of 24 and 22 the region offers; --node-version skips the question; none offered is a clear error', () => {
