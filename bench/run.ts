@@ -111,8 +111,8 @@ function parseArgs(argv: readonly string[]): Options {
 
 const options = parseArgs(process.argv.slice(2));
 const plan = options.quick
-  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, cpuRounds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3, demoRuns: 1 }
-  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, cpuRounds: 3, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3, demoRuns: 3 };
+  ? { floorSeconds: 0.5, pythonSeconds: 0.5, handlerSeconds: 0.5, httpSeconds: 1, cpuRounds: 1, cpuRoundSeconds: 1, devices: 50, stormDevices: 20, stormBurst: 3, memoryKeys: 2_000, coldStarts: 1, verifySeconds: 0.3, demoRuns: 1 }
+  : { floorSeconds: 5, pythonSeconds: 5, handlerSeconds: 5, httpSeconds: 10, cpuRounds: 9, cpuRoundSeconds: 4, devices: 1_000, stormDevices: 1_000, stormBurst: 5, memoryKeys: 100_000, coldStarts: 7, verifySeconds: 3, demoRuns: 3 };
 if (options.stormDevices !== undefined) plan.stormDevices = options.stormDevices;
 if (options.stormBurst !== undefined) plan.stormBurst = options.stormBurst;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -410,9 +410,9 @@ async function warmUp(url: string, bodies: readonly string[]): Promise<void> {
 }
 
 /** A load run with the server's CPU time per answered request. */
-async function loadWithCpu(server: ServerProcess, bodies: readonly string[], overallRate?: number): Promise<{ run: LoadResult; cpuUsPerDecision: number | null }> {
+async function loadWithCpu(server: ServerProcess, bodies: readonly string[], overallRate?: number, seconds = plan.httpSeconds): Promise<{ run: LoadResult; cpuUsPerDecision: number | null }> {
   const before = cpuSeconds(server.pid);
-  const run = await load(server.url, bodies, options.connections, plan.httpSeconds, overallRate);
+  const run = await load(server.url, bodies, options.connections, seconds, overallRate);
   const after = cpuSeconds(server.pid);
   const answered = run.requests - run.errors;
   return { run, cpuUsPerDecision: before === null || after === null || answered <= 0 ? null : ((after - before) * 1e6) / answered };
@@ -923,12 +923,14 @@ async function cpuPerDecision(keyDir: string, bodies: readonly string[], devices
     peak = await loadWithCpu(reference, bodies);
     const byName = { webhook: host, reference, telemetry: withTelemetry };
     const names = ['webhook', 'reference', 'telemetry'] as const;
+    // Many short rounds rather than a few long ones: a round's runs are seconds apart, so a shift in what the rest of a
+    // shared machine does lands on both sides of a pair, and the median of nine pairs shrugs off the rounds it hit.
     for (let r = 0; r < plan.cpuRounds; r++) {
       const figures: Partial<Record<(typeof names)[number], { run: LoadResult; cpuUsPerDecision: number | null }>> = {};
       // Each round starts with the next one, so no server is always measured first.
       for (let i = 0; i < names.length; i++) {
         const name = names[(r + i) % names.length]!;
-        figures[name] = await loadWithCpu(byName[name], bodies, rate);
+        figures[name] = await loadWithCpu(byName[name], bodies, rate, plan.cpuRoundSeconds);
       }
       const { webhook: w, reference: ref, telemetry: t } = figures as Required<typeof figures>;
       rounds.push({ webhookUs: w.cpuUsPerDecision, referenceUs: ref.cpuUsPerDecision, telemetryUs: t.cpuUsPerDecision });

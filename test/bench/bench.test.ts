@@ -86,6 +86,10 @@ describe('npm run bench --quick', () => {
       // Node saw the cgroup's limit, and V8 sized its heap from it rather than from the host's memory.
       expect(memory.instance.constrainedMemoryMB).toBe(memory.instanceMemoryMB);
       expect(memory.instance.heapSizeLimitMB as number).toBeLessThan(memory.instanceMemoryMB);
+      // ...and ran with the NODE_OPTIONS deploy.sh sets on the app (scripts/node-options), the host run with none.
+      const deployed = readFileSync(join(root, 'scripts', 'node-options'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#')).join(' ');
+      expect(memory.instance.nodeOptions).toBe(deployed);
+      expect(memory.host.nodeOptions).toBeNull();
     }
 
     const fleet = results.fleet as unknown as Record<string, Record<string, unknown>>;
