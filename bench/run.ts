@@ -641,7 +641,7 @@ function memorySummary(m: MemoryResult): string {
 
 /** The NODE_OPTIONS line deploy.sh sets on the function app (scripts/node-options: the line that is not a comment). */
 function deployedNodeOptions(): string {
-  return readFileSync(join(repoRoot, 'scripts', 'node-options'), 'utf8').split('\n').filter((line) => line !== '' && !line.startsWith('#')).join(' ');
+  return readFileSync(join(repoRoot, 'scripts', 'node-options'), 'utf8').split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#')).join(' ');
 }
 
 async function memory(workDir: string): Promise<MemoryResult> {

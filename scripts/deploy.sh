@@ -231,7 +231,9 @@ if [[ -n $TWIN_TEMPLATE ]]; then
   SETTINGS+=("INITIAL_TWIN_TEMPLATE=$TWIN_TEMPLATE")
 fi
 # The Node.js options every app gets (scripts/node-options), unless --setting NODE_OPTIONS=... replaces them.
-NODE_OPTIONS_VALUE=$(grep -v '^#' "$SCRIPT_DIR/node-options")
+# Its lines that are neither comments nor blank, joined by spaces; an emptied file sets nothing.
+NODE_OPTIONS_VALUE=$(grep -v -e '^#' -e '^[[:space:]]*$' "$SCRIPT_DIR/node-options" | tr '\n' ' ' || true)
+NODE_OPTIONS_VALUE=${NODE_OPTIONS_VALUE% }
 for setting in "${EXTRA_SETTINGS[@]}"; do
   if [[ ${setting%%=*} == NODE_OPTIONS ]]; then NODE_OPTIONS_VALUE=''; fi
 done

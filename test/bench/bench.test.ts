@@ -87,7 +87,7 @@ describe('npm run bench --quick', () => {
       expect(memory.instance.constrainedMemoryMB).toBe(memory.instanceMemoryMB);
       expect(memory.instance.heapSizeLimitMB as number).toBeLessThan(memory.instanceMemoryMB);
       // ...and ran with the NODE_OPTIONS deploy.sh sets on the app (scripts/node-options), the host run with none.
-      const deployed = readFileSync(join(root, 'scripts', 'node-options'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#')).join(' ');
+      const deployed = readFileSync(join(root, 'scripts', 'node-options'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).join(' ');
       expect(memory.instance.nodeOptions).toBe(deployed);
       expect(memory.host.nodeOptions).toBeNull();
     }

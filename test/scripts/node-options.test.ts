@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const FILE = resolve(import.meta.dirname, '..', '..', 'scripts', 'node-options');
-const lines = readFileSync(FILE, 'utf8').split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+const lines = readFileSync(FILE, 'utf8').split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#'));
 
 // Objects kept alive across scavenges: V8 grows the young generation to its maximum under this.
 const GROW = `
