@@ -125,3 +125,8 @@ export function createMemoryGroup(limitMB: number, name: string): MemoryGroup | 
   }
   return { dir, limitMB, remove: () => rmdirSync(dir) };
 }
+
+/** The NODE_OPTIONS deploy.sh sets on the function app: scripts/node-options' lines that are not comments or blank. */
+export function deployedNodeOptions(repoRoot: string): string {
+  return readFileSync(join(repoRoot, 'scripts', 'node-options'), 'utf8').split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#')).join(' ');
+}

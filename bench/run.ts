@@ -35,7 +35,7 @@ import autocannon from 'autocannon';
 import { importSPKI, jwtVerify } from 'jose';
 import { createWebhook } from '../functions/app/compose.js';
 import { loadConfig } from '../functions/config.js';
-import { cleanEnv, createMemoryGroup, formatNumber, percentile, round, runNodeChild, Samples } from './lib.js';
+import { cleanEnv, createMemoryGroup, deployedNodeOptions, formatNumber, percentile, round, runNodeChild, Samples } from './lib.js';
 import { pacedLoad } from './paced.js';
 import { fleetBench, fleetPlan, fleetRows, fleetTargets, type FleetBenchResult } from './fleet.js';
 import { DEMO_TARGET_SECONDS, demoDuration, type DemoResult } from './demo.js';
@@ -639,11 +639,6 @@ function memorySummary(m: MemoryResult): string {
   return `${instance}; host memory: ${memoryText(m.host)}`;
 }
 
-/** The NODE_OPTIONS line deploy.sh sets on the function app (scripts/node-options: the line that is not a comment). */
-function deployedNodeOptions(): string {
-  return readFileSync(join(repoRoot, 'scripts', 'node-options'), 'utf8').split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#')).join(' ');
-}
-
 async function memory(workDir: string): Promise<MemoryResult> {
   const keyFile = join(workDir, 'memory-keys.txt');
   await runNodeChild<{ keys: number }>([join(here, 'memory.js'), 'keygen', String(plan.memoryKeys), keyFile], cleanEnv({}), 600_000);
@@ -654,7 +649,7 @@ async function memory(workDir: string): Promise<MemoryResult> {
   if ('dir' in group) {
     try {
       // As deployed: the instance's memory and the app's NODE_OPTIONS. The host run keeps Node's own defaults.
-      instance = await measure(cleanEnv({ NODE_OPTIONS: deployedNodeOptions() }), group.dir);
+      instance = await measure(cleanEnv({ NODE_OPTIONS: deployedNodeOptions(repoRoot) }), group.dir);
     } finally {
       group.remove();
     }

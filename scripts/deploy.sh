@@ -235,10 +235,6 @@ fi
 NODE_OPTIONS_VALUE=$(grep -v -e '^#' -e '^[[:space:]]*$' "$SCRIPT_DIR/node-options" | tr '\n' ' ' || true)
 NODE_OPTIONS_VALUE=${NODE_OPTIONS_VALUE% }
 for setting in "${EXTRA_SETTINGS[@]}"; do
-  if [[ ${setting%%=*} == NODE_OPTIONS ]]; then NODE_OPTIONS_VALUE=''; fi
-done
-if [[ -n $NODE_OPTIONS_VALUE ]]; then SETTINGS+=("NODE_OPTIONS=$NODE_OPTIONS_VALUE"); fi
-for setting in "${EXTRA_SETTINGS[@]}"; do
   if [[ $setting != *=* ]]; then usage_error "--setting '$setting' must be NAME=VALUE"; fi
   check_match --setting "${setting%%=*}" '^[A-Za-z_][A-Za-z0-9_]*$' 'NAME=VALUE with a NAME of letters, digits and _'
   case ${setting%%=*} in
@@ -248,9 +244,11 @@ for setting in "${EXTRA_SETTINGS[@]}"; do
     # configuration, the package from one deploy.
     FUNCTIONS_* | WEBSITE_* | SCM_DO_BUILD_DURING_DEPLOYMENT | ENABLE_ORYX_BUILD | TZ)
       usage_error "--setting ${setting%%=*}: Flex Consumption refuses or ignores it (the platform sets the runtime; see docs/deploy.md)" ;;
+    NODE_OPTIONS) NODE_OPTIONS_VALUE='' ;;
   esac
   SETTINGS+=("$setting")
 done
+if [[ -n $NODE_OPTIONS_VALUE ]]; then SETTINGS+=("NODE_OPTIONS=$NODE_OPTIONS_VALUE"); fi
 if [[ $PUBLISH != none ]]; then
   if ! command -v unzip >/dev/null 2>&1; then usage_error "unzip is not on PATH (it reads dist/app.zip to tell whether the code changed); install it, or pass --no-publish"; fi
   if [[ ! -f $PROJECT_DIR/package.json ]]; then usage_error "--project-dir $PROJECT_DIR has no package.json"; fi

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { deployedNodeOptions } from '../../bench/lib.js';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const script = join(root, 'dist', 'bench', 'run.js');
@@ -87,8 +88,7 @@ describe('npm run bench --quick', () => {
       expect(memory.instance.constrainedMemoryMB).toBe(memory.instanceMemoryMB);
       expect(memory.instance.heapSizeLimitMB as number).toBeLessThan(memory.instanceMemoryMB);
       // ...and ran with the NODE_OPTIONS deploy.sh sets on the app (scripts/node-options), the host run with none.
-      const deployed = readFileSync(join(root, 'scripts', 'node-options'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).join(' ');
-      expect(memory.instance.nodeOptions).toBe(deployed);
+      expect(memory.instance.nodeOptions).toBe(deployedNodeOptions(root));
       expect(memory.host.nodeOptions).toBeNull();
     }
 

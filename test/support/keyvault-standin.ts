@@ -59,7 +59,6 @@ export function processTrustedCa(): TestCa | undefined {
   return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
 }
 
-/** A server certificate for localhost / 127.0.0.1 / ::1 signed by `ca`. */
 /** A server certificate for localhost, 127.0.0.1 and ::1, and for `dnsNames` (a stand-in reached by a service's own name through a tunnel). */
 export async function issueLocalhostCertificate(ca: TestCa, dnsNames: readonly string[] = []): Promise<{ certPem: string; keyPem: string }> {
   const now = Date.now();
