@@ -8,4 +8,4 @@ export { allocationRequest, deviceClaims, ID_SCOPE, keysDir, makeDevice, signTok
 export { createTestCa, startKeyVaultStandin, type KeyVaultStandin, type TestCa } from '../test/support/keyvault-standin.js';
 export { startManagedIdentityStandin, useManagedIdentityEnv, type ManagedIdentityStandin } from '../test/support/managed-identity-standin.js';
 export { guardLoopback } from '../test/support/loopback-guard.js';
-export { startIngestionStandin, type IngestionStandin } from '../test/support/ingestion-standin.js';
+export { AZURE_INGESTION_HOST, startIngestionStandin, type IngestionStandin } from '../test/support/ingestion-standin.js';

@@ -113,7 +113,7 @@ describe('npm run bench --quick', () => {
     expectNumbers(results.cpu!, ['rate', 'rawVerifyUs'], 'cpu');
     expectNumbers((results.cpu as Record<string, Record<string, unknown>>).reference!, ['requestsPerSecond', 'requests'], 'cpu.reference');
     if (process.platform === 'linux') expectNumbers(results.cpu!, ['webhookUsPerDecision', 'referenceUsPerDecision', 'webhookVsReference'], 'cpu');
-    // One paired round in --quick (three in a full run).
+    // One paired round in --quick (nine in a full run).
     expect((results.cpu as unknown as { rounds: unknown[] }).rounds).toHaveLength(1);
     // With telemetry on: the host answered every request, and its traces and metrics reached the ingestion stand-in.
     const withTelemetry = (results.cpu as Record<string, Record<string, Record<string, unknown>>>).telemetry!;
@@ -123,6 +123,10 @@ describe('npm run bench --quick', () => {
     // Sent as in Azure: every batch compressed, so the figure includes the exporter's gzip.
     expect(withTelemetry.tracks as unknown as number).toBeGreaterThan(0);
     expect(withTelemetry.gzippedTracks).toBe(withTelemetry.tracks);
+    // And over kept-alive connections, as the exporter sends without a proxy: not a new TLS session per batch.
+    const connections = withTelemetry.connections as unknown as number;
+    expect(connections).toBeGreaterThanOrEqual(1);
+    if ((withTelemetry.tracks as unknown as number) > 2) expect(connections).toBeLessThan(withTelemetry.tracks as unknown as number);
     if (process.platform === 'linux') expectNumbers(withTelemetry as unknown as Record<string, unknown>, ['usPerDecision', 'vsReference', 'vsWithout'], 'cpu.telemetry');
 
     // The demo ran as a user runs it and passed; its seconds are figures, not a gate.

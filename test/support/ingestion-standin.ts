@@ -46,6 +46,11 @@
  * one of Declarations/Constants.ts ALLOWED_REDIRECT_DOMAIN_SUFFIX_GROUPS, such as .applicationinsights.azure.com),
  * so this is the way it sends in Azure: compressed, and compressing costs CPU. The name is never looked up: through a
  * proxy the client hands it to the proxy in the CONNECT line.
+ *
+ * Or directly (`directConnectionString`): the same Azure name with this stand-in's port, for a process that resolves
+ * that name to 127.0.0.1 itself (bench/loopback-names.ts) and leaves it out of its proxy (NO_PROXY). Its client then
+ * keeps one connection for every batch, as in Azure; through the tunnel it opens a new one per batch. `connections`
+ * counts the TLS sessions either way.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -93,6 +98,10 @@ export interface IngestionStandin {
   readonly connectionString: string;
   /** A connection string naming AZURE_INGESTION_HOST, reached through `egressProxy`'s tunnel (see the header). */
   readonly azureConnectionString: string;
+  /** AZURE_INGESTION_HOST with this stand-in's port, for a client that resolves that name to loopback (see the header). */
+  readonly directConnectionString: string;
+  /** TLS sessions the stand-in has accepted, tunnelled or direct. */
+  readonly connections: number;
   /** http://127.0.0.1:<port> of the egress trap (see the header). */
   readonly egressProxy: string;
   /** Every envelope accepted so far, in arrival order (none kept with `retain: false`). */
@@ -141,6 +150,7 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
   const waiters: Array<{ predicate: (a: readonly Envelope[]) => boolean; resolve: () => void }> = [];
   let fault: { status: number; retryAfterSeconds?: number; times?: number } | undefined;
   let acceptedCount = 0;
+  let connections = 0;
 
   const notify = () => {
     for (const waiter of [...waiters]) {
@@ -224,6 +234,7 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
   });
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => (sockets.add(s), s.once('close', () => sockets.delete(s))));
+  server.on('secureConnection', () => (connections += 1));
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const port = (server.address() as AddressInfo).port;
 
@@ -255,6 +266,10 @@ export async function startIngestionStandin(options: IngestionStandinOptions = {
     instrumentationKey: ikey,
     connectionString: `InstrumentationKey=${ikey};IngestionEndpoint=${origin}/;LiveEndpoint=${origin}/`,
     azureConnectionString: `InstrumentationKey=${ikey};IngestionEndpoint=https://${AZURE_INGESTION_HOST}/;LiveEndpoint=https://${AZURE_INGESTION_HOST}/`,
+    directConnectionString: `InstrumentationKey=${ikey};IngestionEndpoint=https://${AZURE_INGESTION_HOST}:${port}/;LiveEndpoint=https://${AZURE_INGESTION_HOST}:${port}/`,
+    get connections() {
+      return connections;
+    },
     egressProxy: `http://127.0.0.1:${trapPort}`,
     tunnelled,
     accepted,
