@@ -16,7 +16,8 @@
  *   8. package    the deploy zip (dist/app.zip): size and files, beside what the unbundled app deployed
  *   9. CPU        CPU time per decision of the HTTP host against one raw jose verification and against a minimal
  *                 node:http + jose server, and of the host with telemetry on (every decision a trace and metrics,
- *                 exported to the ingestion stand-in): the three measured in turn at the same rate, in paired rounds
+ *                 exported to the ingestion stand-in by its Azure name over a kept-alive connection, as in Azure):
+ *                 the three measured in turn at the same rate, in paired rounds
  *  10. fleet      `fleet import` of 20,000 keys against the rate-limited vault stand-in, vs register-key.sh (bench/fleet.ts)
  *  11. demo       `npm run demo` from spawn to exit, 3 runs (bench/demo.ts); the demo's test checks what it shows
  *
