@@ -123,10 +123,13 @@ describe('npm run bench --quick', () => {
     // Sent as in Azure: every batch compressed, so the figure includes the exporter's gzip.
     expect(withTelemetry.tracks as unknown as number).toBeGreaterThan(0);
     expect(withTelemetry.gzippedTracks).toBe(withTelemetry.tracks);
-    // And over kept-alive connections, as the exporter sends without a proxy: not a new TLS session per batch.
+    // And over kept-alive connections, as the exporter sends without a proxy: not a new TLS session per batch. A few
+    // connections are expected (traces and metrics export side by side; the stand-in closes one idle for 5 s), one
+    // per request is what the tunnel gives (11 of 11 in a quick run here, against 2 of 12 direct).
     const connections = withTelemetry.connections as unknown as number;
+    const tracks = withTelemetry.tracks as unknown as number;
     expect(connections).toBeGreaterThanOrEqual(1);
-    if ((withTelemetry.tracks as unknown as number) > 2) expect(connections).toBeLessThan(withTelemetry.tracks as unknown as number);
+    if (tracks >= 8) expect(connections).toBeLessThanOrEqual(tracks / 2);
     if (process.platform === 'linux') expectNumbers(withTelemetry as unknown as Record<string, unknown>, ['usPerDecision', 'vsReference', 'vsWithout'], 'cpu.telemetry');
 
     // The demo ran as a user runs it and passed; its seconds are figures, not a gate.
