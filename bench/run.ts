@@ -351,23 +351,22 @@ function startHostProcess(keyDir: string, workDir: string, extraEnv: Record<stri
  * leaves loopback.
  */
 function telemetryEnv(ingestion: IngestionStandin, mi: { endpoint: string; identityHeader: string }, certFile: string, route: 'tunnel' | 'direct'): Record<string, string> {
-  const direct = route === 'direct' && {
-    APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.directConnectionString,
-    NO_PROXY: `127.0.0.1,localhost,${AZURE_INGESTION_HOST}`,
-    BENCH_LOOPBACK_NAMES: AZURE_INGESTION_HOST,
-    NODE_OPTIONS: `--import=${pathToFileURL(join(here, 'loopback-names.js')).href}`,
-  };
+  const direct = route === 'direct';
   return {
-    APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.azureConnectionString,
+    APPLICATIONINSIGHTS_CONNECTION_STRING: direct ? ingestion.directConnectionString : ingestion.azureConnectionString,
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD',
     IDENTITY_ENDPOINT: mi.endpoint,
     IDENTITY_HEADER: mi.identityHeader,
     AZURE_TOKEN_CREDENTIALS: 'prod',
     NODE_EXTRA_CA_CERTS: certFile,
     HTTPS_PROXY: ingestion.egressProxy,
-    NO_PROXY: '127.0.0.1,localhost',
+    NO_PROXY: direct ? `127.0.0.1,localhost,${AZURE_INGESTION_HOST}` : '127.0.0.1,localhost',
     APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
-    ...direct,
+    // The name and the preload that maps it to loopback go together: without the preload it would be looked up.
+    ...(direct && {
+      BENCH_LOOPBACK_NAMES: AZURE_INGESTION_HOST,
+      NODE_OPTIONS: `--import=${pathToFileURL(join(here, 'loopback-names.js')).href}`,
+    }),
   };
 }
 
